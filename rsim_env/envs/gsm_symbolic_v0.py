@@ -1,0 +1,46 @@
+"""
+# GSMSymbolic
+
+| | |
+|---|---|
+| Import | `rsim_env.make("rsim/GSMSymbolic-v0")` |
+| Suite | `gsm_symbolic` |
+| Actions | planner: Discrete; reasoner: Text |
+| Parallel API | No |
+| Agents | `agents = ["planner", "reasoner"]` |
+| Number of agents | 2 |
+| Action values | planner: `Discrete(9)`; reasoner: `UnicodeText(0, 8192)` |
+| Observation shape | `observation`: `(4096,)`; `action_mask` (planner): `(9,)` |
+| Observation values | `observation`: uint8 [0, 255]; `text`: str; `action_mask`: int8 {0, 1} |
+| Default options | `max_steps=8`, `max_tokens=2048` |
+
+Grade-school word problems from reasoning-gym (`gsm_symbolic`, GSM-Symbolic templates).
+
+## Task
+
+A multi-step word problem with an integer answer; checked by `MathChecker` and reasoning-gym's scorer.
+
+## Arguments
+
+Any keyword of `rsim_env.env` (see `rsim_env.env.core`) overrides the defaults above, e.g.
+`rsim_env.make("rsim/GSMSymbolic-v0", max_steps=6, end_on_answer=True, strategies="my_strategies.yaml")`.
+A different strategy set changes the planner's `Discrete(n)` and `action_mask` sizes.
+
+## Observation Space, Action Space, Rewards
+
+As documented in `rsim_env.env.core`: the planner reads the question and the tagged steps so far,
+the reasoner its full prompt with the injected strategy; terminal rule-based rewards
+(R_acc, R_terminal, R_penalty).
+
+## Version History
+
+* v0: initial release.
+"""
+
+from rsim_env.registration import env_fns
+
+ID = "rsim/GSMSymbolic-v0"
+SUITE = "gsm_symbolic"
+DEFAULTS = {"max_steps": 8, "max_tokens": 2048}
+
+env, raw_env = env_fns(ID)
