@@ -60,6 +60,7 @@ PLAN_P = {"decomposition": 1.0, "sub_planning": 0.6}
 _TAG = re.compile(r"\[progress=(\d+)/(\d+) doubt=(yes|no) plan=(yes|no) total=(-?\d+)\]")
 _QUESTION = re.compile(r"Add the numbers ([\d, ]+)\. \(Simulated task; difficulty: (easy|hard)\.\)")
 _STRATEGY = "[strategy: "
+_SLIPS = (-10, -2, -1, 1, 2, 10)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,15 @@ _PROSE = {
 
 def parse_question(text: str) -> tuple[list[int], str] | None:
     """The numbers and difficulty of a simulated task found in ``text`` (``None`` if absent)."""
-    match = _QUESTION.search(text)
+    start = text.find("Add the numbers ")
+    if start < 0:
+        return None
+    return _parse_question_line(text[start: text.find("\n", start) % (len(text) + 1)])
+
+
+@lru_cache(maxsize=4096)
+def _parse_question_line(line: str) -> tuple[list[int], str] | None:
+    match = _QUESTION.match(line)
     if match is None:
         return None
     return [int(x) for x in match.group(1).split(",")], match.group(2)
@@ -178,7 +187,7 @@ class SimulatedReasoner:
             if draw < cumulative:
                 outcome = candidate
                 break
-        slip = int(self._rng.choice((-10, -2, -1, 1, 2, 10)))
+        slip = _SLIPS[int(self._rng.integers(len(_SLIPS)))] if outcome == "progress_slip" else 0
         new = _apply(outcome, state, numbers, slip)
         prose = _PROSE[outcome].format(x=numbers[min(state.progress, len(numbers) - 1)], t=new.total,
                                        n=len(numbers), name=strategy.replace("_", " "))

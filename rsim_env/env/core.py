@@ -211,6 +211,7 @@ class raw_env(AECEnv):
             PLANNER: spaces.Discrete(n),
             REASONER: UnicodeText(self.config.max_step_chars),
         }
+        self._names = strategies.names
         self._injections = [f"[strategy: {s.name}] {s.prompt}\n" for s in strategies]
         self._full_mask = np.ones(n, np.int8)
         self._terminate_mask = np.zeros(n, np.int8)
@@ -251,7 +252,7 @@ class raw_env(AECEnv):
         self._episode = _Episode(task=task)
         self._episode.planner_text = f"Question: {task.prompt}\n\nSteps so far:\n"
         self._episode.reasoner_text = f"{self.config.instruction}\n\nQuestion: {task.prompt}\n\n"
-        self.infos = {a: self._info() for a in self.agents}
+        self._set_infos()
         self.agent_selection = PLANNER
         self._obs_cache = {}
 
@@ -345,7 +346,7 @@ class raw_env(AECEnv):
         episode = self._require_episode()
         episode.strategies.append(index)
         episode.reasoner_text += self._injections[index]
-        self.infos = {a: self._info() for a in self.agents}
+        self._set_infos()
         self._clear_rewards()
         self.agent_selection = REASONER
 
@@ -372,7 +373,7 @@ class raw_env(AECEnv):
             self._end(episode, "truncated")
         else:
             self._clear_rewards()
-            self.infos = {a: self._info() for a in self.agents}
+            self._set_infos()
             self.agent_selection = PLANNER
 
     def _end(self, episode: _Episode, ended_by: EndReason) -> None:
@@ -399,7 +400,7 @@ class raw_env(AECEnv):
         else:
             self.terminations = {a: True for a in self.agents}
         self._accumulate_rewards()
-        self.infos = {a: self._info() for a in self.agents}
+        self._set_infos()
         self.agent_selection = PLANNER
 
     def _default_reward_fn(self, record: EpisodeRecord) -> Mapping[str, float]:
@@ -409,12 +410,16 @@ class raw_env(AECEnv):
         for a in self.rewards:
             self.rewards[a] = 0.0
 
+    def _set_infos(self) -> None:
+        info = self._info()
+        self.infos = {a: dict(info, strategies=list(info["strategies"])) for a in self.agents}
+
     def _info(self) -> dict[str, Any]:
         episode = self._require_episode()
         info: dict[str, Any] = {
             "task_id": episode.task.id,
             "step": len(episode.steps),
-            "strategies": [self.strategies[i].name for i in episode.strategies],
+            "strategies": [self._names[i] for i in episode.strategies],
             "tokens": episode.tokens,
         }
         record = episode.record
@@ -471,6 +476,17 @@ class raw_env(AECEnv):
         pass
 
 
+class OrderEnforcing(wrappers.OrderEnforcingWrapper):
+    """PettingZoo's order enforcement, except that a step after every agent has been removed raises
+    :class:`EpisodeOverError` instead of logging a warning: a silently dropped action hides bugs in
+    rollout code."""
+
+    def step(self, action: Any) -> None:
+        if self._has_reset and not self.agents:
+            raise EpisodeOverError("The episode is over and every agent has been removed; call reset().")
+        super().step(action)
+
+
 def env(suite: str | TaskSuite = "sim", **kwargs: Any) -> AECEnv:
     """The rSIM environment wrapped in PettingZoo's order-enforcing wrapper (see :class:`raw_env`)."""
-    return wrappers.OrderEnforcingWrapper(raw_env(suite, **kwargs))
+    return OrderEnforcing(raw_env(suite, **kwargs))
