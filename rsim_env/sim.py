@@ -124,7 +124,8 @@ def parse_question(text: str) -> tuple[list[int], str] | None:
     start = text.find("Add the numbers ")
     if start < 0:
         return None
-    return _parse_question_line(text[start: text.find("\n", start) % (len(text) + 1)])
+    end = text.find("\n", start)
+    return _parse_question_line(text[start:] if end < 0 else text[start:end])
 
 
 @lru_cache(maxsize=4096)
@@ -290,10 +291,13 @@ def _policy_return(parts: int, difficulty: str, max_steps: int, rewards: RewardC
 def optimal_action(state: SimState, parts: int, last: int | None, step: int, difficulty: str, *,
                    max_steps: int, rewards: RewardConfig | None = None,
                    strategies: StrategySet | None = None) -> int:
-    """An optimal strategy index in the given situation."""
+    """An optimal strategy index in the given situation (ties go to termination: stop when done)."""
     strategies = strategies or StrategySet.default()
     q = _task_values(parts, difficulty, max_steps, rewards or RewardConfig(), strategies)
-    return int(np.argmax(q[(step, SimState(state.progress, state.doubt, state.plan), last)]))
+    values = q[(step, SimState(state.progress, state.doubt, state.plan), last)]
+    if values[strategies.termination_index] >= values.max() - 1e-12:
+        return strategies.termination_index
+    return int(np.argmax(values))
 
 
 def uniform_policy(n: int, termination_index: int, max_steps: int) -> Policy:
