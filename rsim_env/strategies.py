@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import yaml
 
+from rsim_env.atomic import write_text_atomic
 from rsim_env.errors import StrategySetError, UnknownStrategyError
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -131,7 +132,7 @@ class StrategySet:
         path = Path(path)
         data = self.to_dict()
         text = json.dumps(data, indent=2) if path.suffix == ".json" else yaml.safe_dump(data, sort_keys=False)
-        path.write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
 
     # -- lookup -----------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -445,6 +445,11 @@ class raw_env(AECEnv):
         return self._require_episode().task
 
     @property
+    def steps(self) -> tuple[str, ...]:
+        """The reasoner's steps so far in the current episode."""
+        return tuple(self._require_episode().steps)
+
+    @property
     def episode_record(self) -> EpisodeRecord | None:
         """The finished episode's record (``None`` while the episode runs)."""
         return self._require_episode().record
