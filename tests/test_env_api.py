@@ -22,12 +22,12 @@ def _quiet_pettingzoo_advice():
 
 @pytest.mark.parametrize("env_id", rsim_env.list_envs())
 def test_api(env_id):
-    api_test(rsim_env.make(env_id, **FAST), num_cycles=60)
+    api_test(rsim_env.make(env_id, **FAST), num_cycles=300)
 
 
 @pytest.mark.parametrize("env_id", rsim_env.list_envs())
 def test_seed(env_id):
-    seed_test(lambda: rsim_env.make(env_id, **FAST), num_cycles=30)
+    seed_test(lambda: rsim_env.make(env_id, **FAST), num_cycles=100)
 
 
 @pytest.mark.parametrize("env_id", rsim_env.list_envs())
