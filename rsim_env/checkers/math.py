@@ -17,9 +17,10 @@ r"""The math checker: is the reasoner's final answer equivalent to the reference
    quick; an exception counts as score 0.
 3. **math-verify** (``parse`` + ``verify``) in a worker process with a per-call timeout, for
    everything the fast path cannot settle (``\frac{\sqrt{3}}{3}`` vs ``1/\sqrt{3}``, sets,
-   intervals, expressions). Plain-text math (``sqrt(2)``, ``2^(n-1)``, ``C(10, 5)``, ``±``) is
-   rewritten as LaTeX first. A call that outruns the timeout kills the worker (it restarts on the
-   next call) and the answer counts as wrong with reason ``"math-verify timed out"``.
+   intervals, expressions). Plain-text math that math-verify misreads (``2**10``, ``C(10, 5)``) is
+   rewritten as LaTeX first (:func:`plain_math_to_latex`). A call that outruns the timeout kills
+   the worker (it restarts on the next call) and the answer counts as wrong with reason
+   ``"math-verify timed out"``.
 
 An answer is correct if any stage says so. ``scorer_only=True`` makes the scorer the only judge,
 for tasks where the form is the point (reducing ``2/4`` to ``1/2`` must not accept ``2/4``).
@@ -55,7 +56,7 @@ from rsim_env.checkers.worker import WorkerCrashedError, WorkerProcess, WorkerTi
 if TYPE_CHECKING:
     from rsim_env.tasks.task import Task
 
-__all__ = ["MathChecker", "MAX_ANSWER_CHARS", "Scorer"]
+__all__ = ["MathChecker", "MAX_ANSWER_CHARS", "Scorer", "plain_math_to_latex"]
 
 MAX_ANSWER_CHARS = 1000
 """Longer extracted answers are rejected without parsing: no real final answer is this long."""
@@ -304,47 +305,46 @@ def _parse(text: str, timeout_s: int) -> list[Any]:
     return parse(latex, parsing_timeout=timeout_s)
 
 
-_PLAIN_FUNCTIONS_RE = re.compile(r"(sqrt|\^|C)\(")
+_BINOMIAL_RE = re.compile(r"(?<![A-Za-z0-9_])C\(")
 
 
 def plain_math_to_latex(text: str) -> str:
-    """Rewrite plain-text math as LaTeX so math-verify reads it as intended.
+    """Rewrite the plain-text math that math-verify misreads as LaTeX.
 
-    ``sqrt(x)`` → ``\\sqrt{x}``, ``a^(b)`` → ``a^{b}``, ``C(n, k)`` → ``\\binom{n}{k}``,
-    ``**`` → ``^``, and Unicode ``−``, ``±``, ``≤``, ``≥``, ``×``, ``·`` → LaTeX. (math-verify
-    otherwise reads ``2^(n-1)`` as ``2``.) Text that already contains a backslash is left alone.
+    math-verify already reads ``sqrt(x)``, ``a^(b)``, ``±``, ``≥`` and ``×`` in plain text, but it
+    reads ``2**10`` as ``2``, ``3·4`` as ``3`` and keeps ``C(10, 5)`` as an unknown function; these
+    become ``2^10``, ``3 \\cdot 4`` and ``\\binom{10}{5}``. Text with a backslash is LaTeX
+    already and is left alone.
     """
-    text = text.replace("\u2212", "-")
     if "\\" in text:
         return text
-    for plain, latex in (("**", "^"), ("±", "\\pm "), ("≤", "\\le "), ("≥", "\\ge "),
-                         ("×", "\\times "), ("·", "\\cdot ")):
-        text = text.replace(plain, latex)
+    text = text.replace("**", "^").replace("·", "\\cdot ")
     out: list[str] = []
     position = 0
-    for match in _PLAIN_FUNCTIONS_RE.finditer(text):
+    for match in _BINOMIAL_RE.finditer(text):
         if match.start() < position:
             continue
         close = _matching_paren(text, match.end() - 1)
-        if close is None:
+        parts = _split_top_level(text[match.end():close]) if close is not None else []
+        if len(parts) != 2:
             continue
-        inner = plain_math_to_latex(text[match.end():close])
-        name = match.group(1)
         out.append(text[position:match.start()])
-        if name == "sqrt":
-            out.append(f"\\sqrt{{{inner}}}")
-        elif name == "^":
-            out.append(f"^{{{inner}}}")
-        else:
-            if match.start() > 0 and (text[match.start() - 1].isalnum() or text[match.start() - 1] == "_"):
-                out.append(f"C({inner})")  # part of a longer name, not a binomial
-            else:
-                parts = inner.split(",")
-                out.append(f"\\binom{{{parts[0].strip()}}}{{{parts[1].strip()}}}" if len(parts) == 2
-                           else f"C({inner})")
+        out.append(f"\\binom{{{plain_math_to_latex(parts[0].strip())}}}"
+                   f"{{{plain_math_to_latex(parts[1].strip())}}}")
         position = close + 1
     out.append(text[position:])
     return "".join(out)
+
+
+def _split_top_level(text: str) -> list[str]:
+    """``text`` split at the commas that are not inside parentheses."""
+    parts, depth, start = [], 0, 0
+    for index, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            parts.append(text[start:index])
+            start = index + 1
+    return parts + [text[start:]]
 
 
 def _matching_paren(text: str, open_index: int) -> int | None:
