@@ -105,6 +105,15 @@ def count_tokens(text: str) -> int:
     return len(_TOKEN.findall(text))
 
 
+def reasoner_header(instruction: str, question: str) -> str:
+    """The start of every reasoner prompt; the chain of thought (strategies and steps) follows it.
+
+    LLM front-ends split a reasoner observation here, e.g. to put the header in a chat template's
+    user turn and continue the chain of thought as the assistant.
+    """
+    return f"{instruction}\n\nQuestion: {question}\n\n"
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """Episode rules. Every field can be passed to ``rsim_env.env(...)`` as a keyword."""
@@ -251,7 +260,7 @@ class raw_env(AECEnv):
         self.truncations = {a: False for a in self.agents}
         self._episode = _Episode(task=task)
         self._episode.planner_text = f"Question: {task.prompt}\n\nSteps so far:\n"
-        self._episode.reasoner_text = f"{self.config.instruction}\n\nQuestion: {task.prompt}\n\n"
+        self._episode.reasoner_text = reasoner_header(self.config.instruction, task.prompt)
         self._set_infos()
         self.agent_selection = PLANNER
         self._obs_cache = {}
@@ -364,7 +373,11 @@ class raw_env(AECEnv):
         episode.steps.append(step)
         episode.tokens += self.token_counter(action)
         episode.planner_text += f"Step {len(episode.steps)} [{strategy.name}]: {step}\n"
-        episode.reasoner_text += action.rstrip() + "\n\n"
+        # The step stays verbatim in the reasoner's context (only a blank line is added after it),
+        # so each prompt extends the previous prompt plus the generated text: backends then reuse
+        # their KV cache, and the tokens trained on are the tokens the model produced.
+        trailing_newlines = len(action) - len(action.rstrip("\n"))
+        episode.reasoner_text += action + "\n" * max(0, 2 - trailing_newlines)
         if strategy.terminates:
             self._end(episode, "termination")
         elif self.config.end_on_answer and has_final_answer(action):
