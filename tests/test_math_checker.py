@@ -93,6 +93,7 @@ NOT_EQUIVALENT = [
     (r"\boxed{yes}", "no"),
     (r"\boxed{not 12}", "12"),
     (r"\boxed{-12}", "12"),
+    (r"\boxed{x+Y}", "x+y"),  # case is ignored in prose only
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import time
 
 import pytest
@@ -83,6 +84,14 @@ def test_scorer_decides_when_equivalence_cannot():
     task = suite.split("all")[0]
     result = suite.checker.check(f"The answer is {task.answer} items, not {int(task.answer) + 5}.", task)
     assert result.correct and result.details["method"] == "scorer"
+
+
+def test_suites_pickle_with_their_scorer():
+    """Vectorized envs in subprocesses and Ray ship suites by pickle."""
+    suite = make_suite("fractions", size=5, seed=0)
+    copy = pickle.loads(pickle.dumps(suite))
+    task = copy.split("all")[0]
+    assert copy.checker.check(rf"\boxed{{{task.answer}}}", task).correct
 
 
 def test_metadata_carries_the_reasoning_gym_entry():

@@ -33,6 +33,7 @@ live at the end and this bounds the work on adversarial input (100 kB strings, 1
 from __future__ import annotations
 
 import re
+from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -91,9 +92,7 @@ def extract_answer(text: str) -> ExtractedAnswer | None:
     hashed = _hash_answer(tail)
     if hashed:
         return ExtractedAnswer(hashed, "hash", True)
-    number = None
-    for number in _NUMBER_RE.finditer(tail):
-        pass
+    number = _last_match(_NUMBER_RE, tail)
     if number is not None:
         return ExtractedAnswer(number.group(), "last_number", False)
     return None
@@ -105,6 +104,11 @@ def has_final_answer(text: str) -> bool:
         return False
     tail = text[-MAX_SCAN_CHARS:]
     return bool(_boxed_contents(tail)[0] or _answer_statement(tail) or _hash_answer(tail))
+
+
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    last = deque(pattern.finditer(text), maxlen=1)  # consumes the matches at C speed
+    return last[0] if last else None
 
 
 def _boxed_contents(text: str) -> tuple[str, list[str]]:
@@ -146,9 +150,7 @@ def _boxed_contents(text: str) -> tuple[str, list[str]]:
 def _answer_statement(text: str) -> str | None:
     if "nswer" not in text and "NSWER" not in text:  # cheap pre-check before the regex
         return None
-    match = None
-    for match in _ANSWER_IS_RE.finditer(text):
-        pass
+    match = _last_match(_ANSWER_IS_RE, text)
     if match is None:
         return None
     rest = text[match.end():]
@@ -164,9 +166,7 @@ def _answer_statement(text: str) -> str | None:
 def _hash_answer(text: str) -> str | None:
     if "####" not in text:
         return None
-    match = None
-    for match in _HASH_RE.finditer(text):
-        pass
+    match = _last_match(_HASH_RE, text)
     return _trim(match.group(1)) if match is not None else None
 
 

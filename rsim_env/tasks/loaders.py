@@ -126,7 +126,7 @@ def _rows_from_json(data: Any, file: Path) -> list[dict[str, Any]]:
             data = lists[0]
         elif data and len(lists) == len(data) and len({len(v) for v in lists}) == 1:  # columns
             keys = list(data)
-            data = [dict(zip(keys, values)) for values in zip(*lists)]
+            data = [dict(zip(keys, values, strict=True)) for values in zip(*lists, strict=True)]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
         raise DatasetLoadError(f"{file}: expected a list of JSON objects (one per example), an "
                                "object with one such list, or an object of equal-length columns.")

@@ -39,6 +39,7 @@ solution steps, and how the answer is checked:
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from rsim_env.checkers.math import MathChecker
@@ -46,15 +47,16 @@ from rsim_env.errors import ConfigError, DatasetLoadError
 from rsim_env.tasks.registry import register_suite
 from rsim_env.tasks.task import Task, TaskSuite
 
-__all__ = ["reasoning_gym_suite", "champ_suite", "REASONING_GYM_SUITES", "classify_champ_answer"]
+__all__ = ["reasoning_gym_suite", "champ_suite", "classify_champ_answer", "ReasoningGymScorer",
+           "REASONING_GYM_SUITES"]
 
 DEFAULT_SIZE = 1000
 
 REASONING_GYM_SUITES: dict[str, tuple[str, str]] = {
-    "arithmetic": ("basic_arithmetic", "Basic arithmetic expressions with + - * / and brackets (reasoning-gym)."),
+    "arithmetic": ("basic_arithmetic", "Arithmetic expressions with + - * / and brackets (reasoning-gym)."),
     "chain_sum": ("chain_sum", "Chains of additions and subtractions of integers (reasoning-gym)."),
-    "gsm_symbolic": ("gsm_symbolic", "GSM8K-style grade-school word problems from symbolic templates (reasoning-gym)."),
-    "fractions": ("fraction_simplification", "Simplify a fraction to lowest terms (reasoning-gym; form matters)."),
+    "gsm_symbolic": ("gsm_symbolic", "GSM8K-style word problems from symbolic templates (reasoning-gym)."),
+    "fractions": ("fraction_simplification", "Simplify a fraction to lowest terms (reasoning-gym)."),
     "gcd": ("gcd", "Greatest common divisor of integers (reasoning-gym)."),
     "lcm": ("lcm", "Least common multiple of integers (reasoning-gym)."),
 }
@@ -93,21 +95,27 @@ def reasoning_gym_suite(name: str, *, size: int = DEFAULT_SIZE, seed: int = 0,
         entry = dataset[index]
         tasks.append(Task(id=f"{name}/{seed}/{index}", prompt=entry["question"], kind="math",
                           answer=str(entry["answer"]), metadata=dict(entry["metadata"])))
-    checker = MathChecker(scorer=_reasoning_gym_scorer(dataset),
+    checker = MathChecker(scorer=ReasoningGymScorer(dataset),
                           scorer_only=name in _FORM_MATTERS)
     return TaskSuite(name, tasks, checker, test_fraction=test_fraction, split_seed=seed,
                      description=description)
 
 
-def _reasoning_gym_scorer(dataset: Any) -> Callable[[str, Task], float]:
-    """Wrap ``dataset.score_answer(answer, entry)``, rebuilding the entry from the task."""
+@dataclass(frozen=True)
+class ReasoningGymScorer:
+    """reasoning-gym's ``dataset.score_answer`` as a :class:`MathChecker` scorer.
 
-    def score(answer: str, task: Task) -> float:
+    A class rather than a closure so that suites pickle (vectorized envs in subprocesses, Ray).
+    """
+
+    dataset: Any
+
+    def __call__(self, answer: str, task: Task) -> float:
         entry = {"question": task.prompt, "answer": task.answer, "metadata": task.metadata}
-        return float(dataset.score_answer(answer, entry))
+        return float(self.dataset.score_answer(answer, entry))
 
-    score.__qualname__ = f"reasoning_gym[{type(dataset).__name__}].score_answer"
-    return score
+    def __repr__(self) -> str:
+        return f"ReasoningGymScorer({type(self.dataset).__name__})"
 
 
 def _suite_factory(name: str) -> Callable[..., TaskSuite]:
