@@ -93,7 +93,6 @@ NOT_EQUIVALENT = [
     (r"\boxed{yes}", "no"),
     (r"\boxed{not 12}", "12"),
     (r"\boxed{-12}", "12"),
-    (r"\boxed{x+Y}", "x+y"),  # case is ignored in prose only
 ]
 
 

@@ -4,9 +4,9 @@ r"""The math checker: is the reasoner's final answer equivalent to the reference
 
 1. **Fast path, in-process** (microseconds, no sympy): the answer is found with
    :func:`~rsim_env.checkers.answer.extract_answer`, then both it and the reference are normalized
-   (``$``, ``\$``, ``\text{...}``, ``\,``, ``^\circ``, a trailing period and spaces; case only in
-   prose, since ``x+Y`` is not ``x+y``) and compared as strings, then as exact numbers when both
-   read as one number, possibly with words around it: ``12 apples``, ``$5.00``, ``5 dollars``,
+   (``$``, ``\$``, ``\text{...}``, ``\,``, ``^\circ``, a trailing period, spaces, and case, which
+   math-verify ignores as well) and compared as strings, then as exact numbers when both read as one
+   number, possibly with words around it: ``12 apples``, ``$5.00``, ``5 dollars``,
    ``x = 5``, ``1,234`` (thousands separators), ``50%`` (a percentage matches both ``50`` and
    ``0.5``), ``3/4``, ``\frac{3}{4}``. Integers decide both ways here: ``41`` vs ``42`` is wrong
    without asking sympy. Two non-integers that differ by more than a relative ``1e-4`` are wrong
@@ -179,7 +179,6 @@ _TEXT_WRAPPER_RE = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|opera
 _SPACING_RE = re.compile(r"\\[,!;: ]|~")
 _DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°")
 _SPACES_RE = re.compile(r"\s+")
-_PROSE_RE = re.compile(r"^[A-Za-z]{2,}(?:[ '-][A-Za-z]+)*[.,;:!?]?$")
 _ASSIGNMENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,15}\s*=\s*")
 _FRAC_RE = re.compile(r"^([-+]?)\\[dt]?frac\{([-+]?[0-9]+)\}\{([0-9]+)\}$")
 _RATIO_RE = re.compile(r"^([-+]?[0-9]+)\s*/\s*([0-9]+)$")
@@ -196,14 +195,8 @@ def _normalize(text: str) -> str:
     text = _TEXT_WRAPPER_RE.sub(r"\1", text)
     text = _SPACING_RE.sub(" ", text)
     text = _DEGREE_RE.sub("", text)
-    return _SPACES_RE.sub(" ", text).strip().rstrip(".").strip()
-
-
-@lru_cache(maxsize=8192)
-def _comparison_key(normalized: str) -> str:
-    """Spaces never matter; case matters in math (``x+Y``) but not in prose (``No`` vs ``no``)."""
-    key = normalized.replace(" ", "")
-    return key.lower() if _PROSE_RE.match(normalized) else key
+    # Lower case like math-verify, which also reads ``x+Y`` as ``x+y``.
+    return _SPACES_RE.sub(" ", text).strip().rstrip(".").strip().lower()
 
 
 @lru_cache(maxsize=8192)
@@ -241,14 +234,14 @@ def _number_values(normalized: str) -> frozenset[Fraction] | None:
 def _fast_compare(answer: str, references: Sequence[str]) -> tuple[bool | None, str]:
     """``(True, method)`` if equal, ``(False, "numeric")`` if surely not, else ``(None, ...)``."""
     normalized = _normalize(answer)
-    key = _comparison_key(normalized)
-    answer_values = _number_values(normalized.lower())
+    key = normalized.replace(" ", "")
+    answer_values = _number_values(normalized)
     undecided = False
     for reference in references:
         normalized_reference = _normalize(reference)
-        if key == _comparison_key(normalized_reference):
+        if key == normalized_reference.replace(" ", ""):
             return True, "exact"
-        reference_values = _number_values(normalized_reference.lower())
+        reference_values = _number_values(normalized_reference)
         if reference_values is None:
             undecided = True
             continue
