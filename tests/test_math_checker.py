@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -302,6 +303,23 @@ def test_worker_death_is_reported_and_recovered():
         with pytest.raises(WorkerCrashedError):
             worker.call(3, timeout=10)
         assert worker.starts == 2
+    finally:
+        worker.close()
+
+
+def test_forked_process_gets_its_own_worker():
+    """After fork the child must not talk over the parent's pipes (SubprocVecEnv uses fork)."""
+    worker = WorkerProcess("operator:add")
+    try:
+        assert worker.call(1, 2, timeout=10) == 3
+        parent_pid = worker._proc.pid
+        pid = os.fork()
+        if pid == 0:  # the child: its own worker, and the parent's left alone
+            ok = worker.call(2, 3, timeout=10) == 5 and worker._proc.pid != parent_pid
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert worker.call(3, 4, timeout=10) == 7 and worker._proc.pid == parent_pid
     finally:
         worker.close()
 

@@ -33,6 +33,8 @@ prose such as "No integer solutions" as a product of single-letter variables.
 
 The check never raises and never hangs: a non-string response, no answer, an answer longer than
 :data:`MAX_ANSWER_CHARS`, a worker crash or a timeout all give ``correct=False`` with a reason.
+The first answer that needs math-verify also waits for the worker to start (about a second,
+at most 30 s; call :meth:`MathChecker.start` to pay this up front).
 ``CheckResult.details["method"]`` names the stage that decided (``"exact"``, ``"numeric"``,
 ``"scorer"``, ``"math_verify"``, or ``"none"``); ``formatted`` is whether the answer was boxed or
 stated explicitly.

@@ -147,7 +147,7 @@ def load_gsm8k(source: str | os.PathLike[str], split: str = "test", limit: int |
         split_seed: seed of that split.
         timeout: the math checker's per-answer timeout.
     """
-    records = _load_records(source, split, config, "GSM8K")
+    records = _load_records(source, split, config, "GSM8K", limit)
     _require_columns(records, _GSM8K_COLUMNS, "GSM8K", source, other=(_MATH_COLUMNS, "load_math"))
     tasks = []
     for index, record in enumerate(_limited(records, limit)):
@@ -177,7 +177,7 @@ def load_math(source: str | os.PathLike[str], split: str = "test", limit: int | 
         split_seed: seed of that split.
         timeout: the math checker's per-answer timeout.
     """
-    records = _load_records(source, split, config, "MATH")
+    records = _load_records(source, split, config, "MATH", limit)
     _require_columns(records, ("problem",), "MATH", source, other=(_GSM8K_COLUMNS, "load_gsm8k"))
     for index, record in enumerate(records):
         if "solution" not in record and "answer" not in record:
@@ -248,10 +248,11 @@ def _columns_message(format_name: str, source: Any, expected: Sequence[str],
 
 
 def _load_records(source: str | os.PathLike[str], split: str, config: str | None,
-                  format_name: str) -> list[dict[str, Any]]:
+                  format_name: str, limit: int | None) -> list[dict[str, Any]]:
     if _looks_local(source):
         return read_records(source)
-    return _load_from_hub(str(source), split, config, format_name)
+    hub_split = split if limit is None else f"{split}[:{max(limit, 0)}]"  # download no more
+    return _load_from_hub(str(source), hub_split, config, format_name)
 
 
 def _looks_local(source: str | os.PathLike[str]) -> bool:
