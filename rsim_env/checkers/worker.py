@@ -87,6 +87,15 @@ def _close_live_workers() -> None:
         worker.close()
 
 
+def _fresh_locks_after_fork() -> None:
+    """A lock held by another thread at fork time would stay locked forever in the child."""
+    for worker in list(_LIVE_WORKERS):
+        worker._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+
+
 class WorkerProcess:
     """A restartable child process that runs ``target(*args)`` for the caller.
 
