@@ -9,9 +9,12 @@ A run is one exec chain, with no Python code between ``fork`` and the untrusted 
 4. the isolation: ``bwrap ...``, or ``unshare ...`` with a small mount script, or nothing;
 5. ``python3 -B main.py`` in a private work dir.
 
-Each builder returns the argv and how to tell that the chain reached the program (a marker written
-to a status pipe), so a failure of the sandbox itself is reported as ``sandbox_error`` rather than
-blamed on the program.
+Each builder returns the argv and how to tell that the chain reached the program (bubblewrap's
+``--json-status-fd`` report, or a status file the launch shell writes as root just before the
+program starts), so a failure of the sandbox itself is reported as ``sandbox_error`` rather than
+blamed on the program. The status file is not a pipe fd because dash, the usual ``/bin/sh``,
+cannot redirect to descriptors above 9, and it cannot be forged by the program: it lies in a
+root-owned directory the program can only traverse.
 """
 
 from __future__ import annotations
@@ -38,7 +41,11 @@ PROGRAM_PATH = "/usr/local/bin:/usr/bin:/bin"
 _SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime", "/etc/alternatives")
 _HIDDEN_TMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
-_STARTED = b"rsim-sandbox-started"
+STATUS_FILE = "rsim-status"
+"""Name of the status file, next to the host work dir (``<run dir>/rsim-status``)."""
+STARTED = b"rsim-sandbox-started"
+"""What the status file (or bubblewrap's status report) holds once the program was reached."""
+BWRAP_STARTED = b'"child-pid"'
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,13 @@ class Launch:
     Attributes:
         argv: the exec chain.
         cwd: the working directory to start it in (``None``: inherit).
-        started_marker: bytes on the status pipe that prove the program was reached.
+        status_file: the file that holds :data:`STARTED` once the program was reached, or ``None``
+            when bubblewrap reports that on its status fd instead.
     """
 
     argv: list[str]
     cwd: str | None
-    started_marker: bytes
+    status_file: str | None
 
 
 def program_env(home: str) -> dict[str, str]:
@@ -61,17 +69,13 @@ def program_env(home: str) -> dict[str, str]:
     return {"PATH": PROGRAM_PATH, "HOME": home, "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
 
 
-def _launcher(tools: HostTools, procs_file: str | None, marker_fd: int | None) -> list[str]:
-    """``sh`` that joins the cgroup and/or writes the start marker, then execs the rest."""
-    steps = []
-    if procs_file is not None:
-        steps.append('echo $$ > "$0" || exit 125')
-    if marker_fd is not None:
-        steps.append(f"echo {_STARTED.decode()} >&{marker_fd}; exec {marker_fd}>&-")
-    if not steps:
+def _launcher(tools: HostTools, procs_file: str | None, status_file: str | None) -> list[str]:
+    """``sh`` that joins the cgroup and/or writes the status file, then execs the rest."""
+    if procs_file is None and status_file is None:
         return []
-    steps.append('exec "$@"')
-    return [tools.paths["sh"], "-c", "; ".join(steps), procs_file or "rsim-sandbox"]
+    script = (f'[ "$0" = - ] || echo $$ > "$0" || exit 125; '
+              f'[ "$1" = - ] || echo {STARTED.decode()} > "$1" || exit 125; shift; exec "$@"')
+    return [tools.paths["sh"], "-c", script, procs_file or "-", status_file or "-"]
 
 
 def _drop_root(tools: HostTools) -> list[str]:
@@ -127,11 +131,11 @@ def bubblewrap(tools: HostTools, limits: SandboxLimits, *, interpreter: str, pro
         argv += ["--setenv", key, value]
     argv += ["--json-status-fd", str(status_fd), "--", interpreter, "-B", PROGRAM_NAME]
     chain = _launcher(tools, procs_file, None) + (_drop_root(tools) if drop_root else [])
-    return Launch(chain + _rlimits(tools, limits, nproc) + argv, None, b'"child-pid"')
+    return Launch(chain + _rlimits(tools, limits, nproc) + argv, None, None)
 
 
 def unshare(tools: HostTools, limits: SandboxLimits, *, interpreter: str, procs_file: str | None,
-            status_fd: int, work_dir: str, nproc: int | None) -> Launch:
+            work_dir: str, nproc: int | None) -> Launch:
     """util-linux ``unshare``: own mount/pid/net/ipc/uts namespaces, a private ``/tmp``.
 
     Weaker than bubblewrap: the program sees the host's file system (read access as uid 65534;
@@ -151,20 +155,23 @@ def unshare(tools: HostTools, limits: SandboxLimits, *, interpreter: str, procs_
     mounts = " && ".join(
         f'{{ [ ! -d {d} ] || mount -t tmpfs -o size={limits.tmpfs_bytes},mode=1777,nosuid,nodev '
         f'tmpfs {d}; }}' for d in _HIDDEN_TMP_DIRS)
+    # The status file is written through the old cwd (the real work dir), whose parent the new
+    # /tmp hides; then the shell moves to the bind of that same dir inside the private /tmp.
     script = (f'cd "$0" && {mounts} && mkdir {UNSHARE_WORK_DIR} && '
-              f'mount --bind -c /proc/self/cwd {UNSHARE_WORK_DIR} && cd {UNSHARE_WORK_DIR} || exit 125; '
-              f'echo {_STARTED.decode()} >&{status_fd}; exec {status_fd}>&-; "$@"; exit $?')
+              f'mount --bind -c /proc/self/cwd {UNSHARE_WORK_DIR} && '
+              f'echo {STARTED.decode()} > ../{STATUS_FILE} && cd {UNSHARE_WORK_DIR} || exit 125; '
+              f'"$@"; exit $?')
     argv += [tools.paths["sh"], "-c", script, work_dir]
     drop = (_drop_root(tools) if tools.is_root else
             [tools.paths["setpriv"], "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--"])
     env = [tools.paths["env"], "-i", *(f"{k}={v}" for k, v in program_env(UNSHARE_WORK_DIR).items())]
     program = env + [interpreter, "-B", PROGRAM_NAME]
     chain = _launcher(tools, procs_file, None) + argv + drop + _rlimits(tools, limits, nproc) + program
-    return Launch(chain, None, _STARTED)
+    return Launch(chain, None, os.path.join(os.path.dirname(work_dir), STATUS_FILE))
 
 
 def limits_only(tools: HostTools, limits: SandboxLimits, *, interpreter: str, procs_file: str | None,
-                status_fd: int, work_dir: str, nproc: int | None) -> Launch:
+                work_dir: str, nproc: int | None) -> Launch:
     """Resource limits, a new session and (as root) uid 65534, and nothing else.
 
     No file-system, network or pid isolation: the program can read what uid 65534 can read, write
@@ -173,6 +180,7 @@ def limits_only(tools: HostTools, limits: SandboxLimits, *, interpreter: str, pr
     new session can outlive the run. Only for machines without bubblewrap or unshare.
     """
     env = [tools.paths["env"], "-i", *(f"{k}={v}" for k, v in program_env(work_dir).items())]
-    chain = (_launcher(tools, procs_file, status_fd) + (_drop_root(tools) if tools.is_root else [])
+    status_file = os.path.join(os.path.dirname(work_dir), STATUS_FILE)
+    chain = (_launcher(tools, procs_file, status_file) + (_drop_root(tools) if tools.is_root else [])
              + _rlimits(tools, limits, nproc) + env + [interpreter, "-B", PROGRAM_NAME])
-    return Launch(chain, work_dir, _STARTED)
+    return Launch(chain, work_dir, status_file)

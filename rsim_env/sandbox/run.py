@@ -359,9 +359,10 @@ def _run_at(level: IsolationLevel, tools: HostTools, cgroup_root: CgroupRoot | N
                 file_fds.append((fd, name))
         else:
             work = _make_work_dir(stack, tools, source, files)
+        # bubblewrap reports on a pipe that it closes for the program; the other levels write a file.
         status_r, status_w = os.pipe()
         stack.callback(os.close, status_r)
-        try:  # only the sandbox may keep the write end, so that EOF means it is gone
+        try:
             if level == "bubblewrap":
                 dirs = sorted({str(p) for name in files for p in PurePosixPath(name).parents
                                if str(p) != "."}, key=lambda d: d.count("/"))
@@ -372,11 +373,11 @@ def _run_at(level: IsolationLevel, tools: HostTools, cgroup_root: CgroupRoot | N
             else:
                 build = commands.unshare if level == "unshare" else commands.limits_only
                 launch = build(tools, limits, interpreter=interpreter, procs_file=procs_file,
-                               status_fd=status_w, work_dir=work, nproc=nproc)
+                               work_dir=work, nproc=nproc)
             started_at = time.monotonic()
             proc = subprocess.Popen(launch.argv, stdin=stdin_fd, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE,
-                                    pass_fds=[status_w, *(fd for fd, _ in file_fds)],
+                                    pass_fds=[status_w, *(fd for fd, _ in file_fds)] if not work else [],
                                     cwd=launch.cwd, env={"PATH": SYSTEM_PATH}, start_new_session=True)
         except OSError as exc:
             return _result("sandbox_error", None, None, _Collected(stderr=bytearray(
@@ -384,7 +385,7 @@ def _run_at(level: IsolationLevel, tools: HostTools, cgroup_root: CgroupRoot | N
         finally:
             os.close(status_w)
         collected = _collect(proc, limits, cgroup, started_at)
-        started = launch.started_marker in _read_available(status_r)
+        started = _reached_program(launch, status_r)
         limit_hit = cgroup.limit_hit() if cgroup else False
     exit_code = collected.returncode
     sig = None
@@ -395,6 +396,15 @@ def _run_at(level: IsolationLevel, tools: HostTools, cgroup_root: CgroupRoot | N
     ended = _classify(started, collected, exit_code, sig, limits)
     return _result(ended, exit_code if started else None, sig if started else None, collected,
                    limits, level, notes, limit_hit)
+
+
+def _reached_program(launch: commands.Launch, status_r: int) -> bool:
+    if launch.status_file is None:
+        return commands.BWRAP_STARTED in _read_available(status_r)
+    try:
+        return Path(launch.status_file).read_bytes().strip() == commands.STARTED
+    except OSError:
+        return False
 
 
 def _read_available(fd: int) -> bytes:
