@@ -268,11 +268,24 @@ def _load_pretrained(source: str | Path, dtype: torch.dtype | str, **kwargs: Any
     return model, tokenizer
 
 
-def _load_hub(repo_id: str, dtype: torch.dtype | str) -> tuple[Any, Any]:
+def _cached_snapshot(repo_id: str) -> Path | None:
+    """The Hugging Face cache's local folder for ``repo_id``, found without any network request."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
     try:
-        return _load_pretrained(repo_id, dtype, local_files_only=True)
-    except OSError:
-        pass
+        folder = Path(snapshot_download(repo_id, local_files_only=True))
+    except (LocalEntryNotFoundError, ValueError, OSError):
+        return None
+    return folder if (folder / "config.json").is_file() else None
+
+
+def _load_hub(repo_id: str, dtype: torch.dtype | str) -> tuple[Any, Any]:
+    # Load a cached snapshot by its folder: even with local_files_only=True, transformers may ask the
+    # Hub about optional files (adapter configs) and retry for ~20 s when it is unreachable.
+    snapshot = _cached_snapshot(repo_id)
+    if snapshot is not None:
+        return _load_pretrained(snapshot, dtype)
     if _hub_offline():
         raise ModelUnavailableError(
             f"{repo_id!r} is not a local path and not in the Hugging Face cache, and HF_HUB_OFFLINE is set. "
