@@ -119,16 +119,24 @@ def _remove_stale_temporaries(final: Path) -> None:
 def _embedded_cache_name(kind: str) -> str:
     # The GGUF file name carries the quantisation; the transformers major version guards against
     # config formats that another major version cannot read.
-    return f"{embedded_gguf_path().stem.lower()}-tf{_transformers_major()}-{kind}"
+    major = _transformers_major()
+    try:
+        stem = embedded_gguf_path().stem.lower()
+    except ModelUnavailableError:
+        # A cache copied from another machine works without the package.
+        found = sorted(cache_dir().glob(f"{EMBEDDED_MODEL}*-tf{major}-{kind}"))
+        if found:
+            return found[-1].name
+        raise
+    return f"{stem}-tf{major}-{kind}"
 
 
 def embedded_model_dir() -> Path:
     """The cached safetensors folder of the embedded model, converting the GGUF file on first use."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = embedded_gguf_path()
-
     def convert(out: Path) -> None:
+        gguf = embedded_gguf_path()
         logger.info("Converting %s to safetensors (once; about 20 s)...", gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
@@ -148,14 +156,17 @@ def embedded_tokenizer_dir() -> Path:
 
     :data:`TINY_RANDOM` uses it so that tests need neither the network nor the 20 s weight conversion.
     """
-    model_dir = cache_dir() / _embedded_cache_name("model")
-    if model_dir.is_dir():
-        return model_dir
+    for kind in ("model", "tokenizer"):
+        try:
+            folder = cache_dir() / _embedded_cache_name(kind)
+        except ModelUnavailableError:
+            continue
+        if folder.is_dir():
+            return folder
     from transformers import AutoTokenizer
 
-    gguf = embedded_gguf_path()
-
     def convert(out: Path) -> None:
+        gguf = embedded_gguf_path()
         AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
 
     return _cached_folder(_embedded_cache_name("tokenizer"), convert)

@@ -283,3 +283,28 @@ def test_embedded_smollm2_writes_a_sensible_step():
     assert re.search(r"\d", output.text), output.text
     assert "5" in output.text, output.text
     assert output.stop_reason in {"eos", "delimiter", "answer"}
+
+
+# -- CUDA ---------------------------------------------------------------------------------------------
+@pytest.mark.gpu
+def test_on_cuda_batching_kv_reuse_and_logprobs_hold():
+    model, tokenizer = resolve_model(TINY_RANDOM, device="cuda")
+    config = GenerationConfig(max_new_tokens=8, temperature=0.0, **RUN_ON)
+    batched = run_episodes(TransformersBackend(model, tokenizer), PROMPTS, config)
+    reencoded = run_episodes(TransformersBackend(model, tokenizer, full_reencode=True), PROMPTS, config)
+    for key, prompt in PROMPTS.items():
+        alone = run_episodes(TransformersBackend(model, tokenizer), {key: prompt}, config)[key]
+        assert [o.token_ids for o in batched[key]] == [o.token_ids for o in alone] == [o.token_ids for o in reencoded[key]]
+        for output in batched[key]:
+            ids = torch.tensor([output.prompt_token_ids + output.token_ids], device="cuda")
+            with torch.no_grad():
+                logits = model(ids).logits[0, len(output.prompt_token_ids) - 1:-1].float()
+            expected = torch.log_softmax(logits, -1).gather(1, ids[0, len(output.prompt_token_ids):, None]).squeeze(1)
+            assert torch.allclose(torch.tensor(output.logprobs), expected.cpu(), atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_on_cuda_bfloat16_generates_steps():
+    backend = TransformersBackend.from_pretrained(TINY_RANDOM, device="cuda", dtype="bfloat16")
+    history = run_episodes(backend, PROMPTS, GenerationConfig(max_new_tokens=8, temperature=1.0, seed=0, **RUN_ON))
+    assert all(len(o.token_ids) == 8 and all(lp <= 0 for lp in o.logprobs) for v in history.values() for o in v)
