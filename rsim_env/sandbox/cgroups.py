@@ -110,19 +110,37 @@ def _v1_root(mount_point: str, mount_root: str, own: dict[str, str]) -> CgroupRo
 
 @functools.lru_cache(maxsize=1)
 def pids_cgroup_root() -> CgroupRoot | None:
-    """Where per-run pids cgroups go on this machine (v2 preferred), or ``None`` (cached)."""
+    """Where per-run pids cgroups go on this machine (v2 preferred), or ``None`` (cached).
+
+    Also removes the empty cgroups that processes killed before they could clean up left behind.
+    """
     try:
         mounts, own = _mounts(), _own_cgroups()
     except OSError:
         return None
+    found = None
     for mount_point, mount_root, fstype, options in mounts:
-        if fstype == "cgroup2" and (root := _v2_root(mount_point, mount_root, own)):
-            return root
-    for mount_point, mount_root, fstype, options in mounts:
-        if fstype == "cgroup" and "pids" in options.split(",") and (
-                root := _v1_root(mount_point, mount_root, own)):
-            return root
-    return None
+        if fstype == "cgroup2" and (found := _v2_root(mount_point, mount_root, own)):
+            break
+    else:
+        for mount_point, mount_root, fstype, options in mounts:
+            if fstype == "cgroup" and "pids" in options.split(",") and (
+                    found := _v1_root(mount_point, mount_root, own)):
+                break
+    if found is not None:
+        _remove_stale(found)
+    return found
+
+
+def _remove_stale(root: CgroupRoot) -> None:
+    """Remove ``rsim-sandbox-<pid>-*`` cgroups whose creating process is gone (empty ones only)."""
+    for path in root.path.glob(f"{_PREFIX}*"):
+        owner = path.name[len(_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            try:
+                path.rmdir()
+            except OSError:
+                pass  # still has processes: not ours to kill
 
 
 class PidsCgroup:

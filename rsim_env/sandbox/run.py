@@ -39,9 +39,17 @@ from rsim_env.sandbox.result import LEVELS, Ended, IsolationLevel, SandboxResult
 
 logger = logging.getLogger("rsim_env.sandbox")
 
-DEFAULT_INTERPRETER = "/usr/bin/python3"
-"""The system Python: readable by uid 65534 and inside bubblewrap's ``/usr`` (a pyenv or venv
-interpreter under ``/root`` or a home directory is neither)."""
+def _system_python() -> str:
+    for path in ("/usr/bin/python3", "/usr/local/bin/python3"):  # Debian/Ubuntu; python:3.x images
+        if os.access(path, os.X_OK):
+            return path
+    return "/usr/bin/python3"
+
+
+DEFAULT_INTERPRETER = _system_python()
+"""The system Python (``/usr/bin/python3``, else ``/usr/local/bin/python3``): readable by uid 65534
+and inside bubblewrap's ``/usr``; a pyenv or venv interpreter under ``/root`` or a home directory
+is neither."""
 
 STRICT_ENV_VAR = "RSIM_SANDBOX_STRICT"
 """Set to ``1`` to refuse every isolation level weaker than bubblewrap (CI sets it)."""
@@ -319,7 +327,8 @@ def _run_at(level: IsolationLevel, tools: HostTools, cgroup_root: CgroupRoot | N
             *, drop_root: bool) -> SandboxResult:
     notes: list[str] = []
     if level == "unshare":
-        notes.append("unshare level: host file system visible (read as uid 65534), host work dir")
+        runs_as = "uid 65534" if tools.is_root else "the caller's uid, without capabilities"
+        notes.append(f"unshare level: host file system visible (read as {runs_as}), host work dir")
     elif level == "limits":
         notes.append("limits level: no file-system, network or pid isolation")
     if level == "bubblewrap" and tools.is_root and not drop_root:
@@ -384,7 +393,12 @@ def _run_at(level: IsolationLevel, tools: HostTools, cgroup_root: CgroupRoot | N
                 f"could not start the sandbox: {exc}".encode())), limits, level, notes, False)
         finally:
             os.close(status_w)
-        collected = _collect(proc, limits, cgroup, started_at)
+        try:
+            collected = _collect(proc, limits, cgroup, started_at)
+        except BaseException:  # e.g. KeyboardInterrupt: never leave a program running unwatched
+            _kill_all(proc, cgroup)
+            proc.wait()
+            raise
         started = _reached_program(launch, status_r)
         limit_hit = cgroup.limit_hit() if cgroup else False
     exit_code = collected.returncode

@@ -23,7 +23,7 @@ from rsim_env.sandbox import (
 )
 from rsim_env.sandbox.cgroups import pids_cgroup_root
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 
 
 def test_stdin_files_and_exit_status_reach_the_program(bwrap_run):

@@ -21,7 +21,7 @@ import pytest
 from rsim_env.sandbox import SandboxLimits
 from rsim_env.sandbox.cgroups import pids_cgroup_root
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.timeout(120)]
 
 REPO = Path(__file__).resolve().parents[2]
 
