@@ -119,7 +119,7 @@ def pids_cgroup_root() -> CgroupRoot | None:
     except OSError:
         return None
     found = None
-    for mount_point, mount_root, fstype, options in mounts:
+    for mount_point, mount_root, fstype, _options in mounts:
         if fstype == "cgroup2" and (found := _v2_root(mount_point, mount_root, own)):
             break
     else:

@@ -42,3 +42,7 @@ class SandboxLimits:
                 raise ConfigError(f"SandboxLimits.{spec.name} must be a positive number, got {value!r}.")
             if spec.name != "wall_seconds" and not isinstance(value, int):
                 raise ConfigError(f"SandboxLimits.{spec.name} must be an integer, got {value!r}.")
+
+
+DEFAULT_LIMITS = SandboxLimits()
+"""The limits :func:`~rsim_env.sandbox.run_program` uses when none are given."""

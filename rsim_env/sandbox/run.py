@@ -34,7 +34,7 @@ from rsim_env.sandbox import commands
 from rsim_env.sandbox.cgroups import CgroupRoot, PidsCgroup, pids_cgroup_root
 from rsim_env.sandbox.errors import SandboxUnavailableError
 from rsim_env.sandbox.host import NOBODY, SYSTEM_PATH, HostTools, host_tools
-from rsim_env.sandbox.limits import SandboxLimits
+from rsim_env.sandbox.limits import DEFAULT_LIMITS, SandboxLimits
 from rsim_env.sandbox.result import LEVELS, Ended, IsolationLevel, SandboxResult
 
 logger = logging.getLogger("rsim_env.sandbox")
@@ -162,7 +162,7 @@ def run_program(
     *,
     stdin: str | bytes | None = None,
     files: Mapping[str, str | bytes] | None = None,
-    limits: SandboxLimits = SandboxLimits(),
+    limits: SandboxLimits = DEFAULT_LIMITS,
     level: IsolationLevel | None = None,
     strict: bool = False,
     interpreter: str = DEFAULT_INTERPRETER,
