@@ -35,7 +35,7 @@ def scripted_planner(steps_before_termination: int = 4) -> Callable[[dict, dict]
 
 def scripted_math_reasoner(env) -> Callable[[str], str]:
     def reason(text: str) -> str:
-        if text.rstrip().endswith("\\boxed{answer}."):  # the termination prompt was injected last
+        if text.rsplit("[strategy: ", 1)[-1].startswith("termination]"):  # termination was injected last
             return f"The answer is \\boxed{{{env.unwrapped.task.answer}}}."
         return "Work out the next part of the calculation carefully."
     return reason

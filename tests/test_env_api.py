@@ -38,5 +38,5 @@ def test_render(env_id):
 def test_list_envs_has_the_builtin_suites():
     ids = rsim_env.list_envs()
     for expected in ("rsim/Sim-v0", "rsim/Arithmetic-v0", "rsim/ChainSum-v0", "rsim/GSMSymbolic-v0",
-                     "rsim/Fractions-v0", "rsim/GCD-v0", "rsim/LCM-v0", "rsim/CHAMP-v0"):
+                     "rsim/Fractions-v0", "rsim/GCD-v0", "rsim/LCM-v0", "rsim/CHAMP-v0", "rsim/HumanEval-v0"):
         assert expected in ids

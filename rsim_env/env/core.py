@@ -97,6 +97,12 @@ DEFAULT_INSTRUCTION = (
     "exactly one step. When told to give the final answer, write it as \\boxed{answer}."
 )
 
+CODE_INSTRUCTION = (
+    "Solve the programming task step by step. Before each step you are given a strategy; follow it and "
+    "write exactly one step. When told to give the final answer, write the complete solution in one "
+    "```python code block."
+)
+
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 

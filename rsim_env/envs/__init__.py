@@ -15,6 +15,7 @@ from rsim_env.envs import (
     fractions_v0,
     gcd_v0,
     gsm_symbolic_v0,
+    humaneval_v0,
     lcm_v0,
     sim_v0,
 )
@@ -22,6 +23,7 @@ from rsim_env.registration import register
 
 ENV_MODULES: tuple[ModuleType, ...] = (
     sim_v0, arithmetic_v0, chain_sum_v0, gsm_symbolic_v0, fractions_v0, gcd_v0, lcm_v0, champ_v0,
+    humaneval_v0,
 )
 
 for _module in ENV_MODULES:
