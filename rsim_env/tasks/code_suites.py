@@ -50,7 +50,7 @@ from typing import Any, Mapping, Sequence
 from rsim_env.checkers.base import Checker
 from rsim_env.checkers.code import CodeChecker, ProgramRunsChecker, extract_code
 from rsim_env.errors import DatasetLoadError
-from rsim_env.tasks.loaders import _limited, _load_records
+from rsim_env.tasks.loaders import load_records
 from rsim_env.tasks.registry import register_suite
 from rsim_env.tasks.task import Task, TaskSuite
 
@@ -116,7 +116,7 @@ def load_mbpp(source: str | os.PathLike[str], split: str = "test", limit: int | 
         split_seed: seed of that split.
         checker: judges answers (default: :class:`~rsim_env.checkers.code.CodeChecker`).
     """
-    records = _limited(_load_records(source, split, config, "MBPP", limit), limit)
+    records = load_records(source, split, config, "MBPP", limit)
     tasks = [_mbpp_task(record, index, split, source, challenge_tests) for index, record in enumerate(records)]
     if not tasks:
         raise DatasetLoadError(f"{source} holds no MBPP records.")
@@ -171,7 +171,7 @@ def load_code_alpaca(source: str | os.PathLike[str], split: str = "train", limit
         test_fraction: share of the loaded tasks in the suite's test split.
         split_seed: seed of that split.
     """
-    records = _limited(_load_records(source, split, None, "CodeAlpaca", limit), limit)
+    records = load_records(source, split, None, "CodeAlpaca", limit)
     tasks = []
     for index, record in enumerate(records):
         if not record.get("instruction") or "output" not in record:

@@ -58,8 +58,7 @@ _OFFLINE_HELP = (
     "Offline alternatives: pass a local file in this dataset's format (.json, .jsonl or .parquet; "
     "e.g. one saved with `datasets.load_dataset(...).to_json(path)` on a machine with access), set "
     "HF_DATASETS_OFFLINE=1 to use a copy already in the datasets cache, or use a built-in offline "
-    "suite: rsim_env.make_suite('gsm_symbolic'), 'arithmetic', 'chain_sum', 'fractions', 'gcd', "
-    "'lcm' or 'champ'.")
+    "suite (`rsim suites` lists them; e.g. 'gsm_symbolic', 'arithmetic', 'champ' or 'humaneval').")
 
 
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -147,10 +146,10 @@ def load_gsm8k(source: str | os.PathLike[str], split: str = "test", limit: int |
         split_seed: seed of that split.
         timeout: the math checker's per-answer timeout.
     """
-    records = _load_records(source, split, config, "GSM8K", limit)
+    records = load_records(source, split, config, "GSM8K", limit)
     _require_columns(records, _GSM8K_COLUMNS, "GSM8K", source, other=(_MATH_COLUMNS, "load_math"))
     tasks = []
-    for index, record in enumerate(_limited(records, limit)):
+    for index, record in enumerate(records):
         solution = str(record["answer"])
         final = solution.rsplit("####", 1)[1].strip() if "####" in solution else ""
         if not final:
@@ -177,14 +176,14 @@ def load_math(source: str | os.PathLike[str], split: str = "test", limit: int | 
         split_seed: seed of that split.
         timeout: the math checker's per-answer timeout.
     """
-    records = _load_records(source, split, config, "MATH", limit)
+    records = load_records(source, split, config, "MATH", limit)
     _require_columns(records, ("problem",), "MATH", source, other=(_GSM8K_COLUMNS, "load_gsm8k"))
     for index, record in enumerate(records):
         if "solution" not in record and "answer" not in record:
             raise DatasetLoadError(_columns_message(
                 "MATH", source, ("problem", "solution (or answer)"), record, index))
     tasks, skipped = [], 0
-    for index, record in enumerate(_limited(records, limit)):
+    for index, record in enumerate(records):
         answer = _math_answer(record)
         if not answer:
             skipped += 1
@@ -247,12 +246,17 @@ def _columns_message(format_name: str, source: Any, expected: Sequence[str],
             f"{', '.join(expected)}; found columns: {found}.")
 
 
-def _load_records(source: str | os.PathLike[str], split: str, config: str | None,
-                  format_name: str, limit: int | None) -> list[dict[str, Any]]:
+def load_records(source: str | os.PathLike[str], split: str, config: str | None,
+                 format_name: str, limit: int | None) -> Sequence[dict[str, Any]]:
+    """The first ``limit`` records (all if ``None``) of a local file or a Hub dataset's ``split``.
+
+    Every dataset loader (GSM8K, MATH, MBPP, CodeAlpaca, ...) reads through here, so they share
+    the file formats, the fast offline failure and its help text.
+    """
     if _looks_local(source):
-        return read_records(source)
+        return _limited(read_records(source), limit)
     hub_split = split if limit is None else f"{split}[:{max(limit, 0)}]"  # download no more
-    return _load_from_hub(str(source), hub_split, config, format_name)
+    return _limited(_load_from_hub(str(source), hub_split, config, format_name), limit)
 
 
 def _looks_local(source: str | os.PathLike[str]) -> bool:
