@@ -4,6 +4,9 @@
     rsim envs                        the registered environment ids
     rsim strategies [--file F]       the strategy set (default: the paper's nine)
     rsim play [--env ID] [--seed N]  you are the planner; the reasoner writes the steps
+    rsim eval --suite S --planner P  evaluate planners with a reasoner on a held-out split
+    rsim train [--config F] [--set k=v ...] [--resume]   leader-follower training
+    rsim bench env|sandbox|throughput|trl [options]      benchmarks from benchmarks/
 
 Each sub-command is a function ``cmd_<name>(args) -> int`` (the exit status) so tests can call it.
 """
@@ -13,9 +16,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Callable, Sequence, TextIO
+import time
+from pathlib import Path
+from typing import Sequence, TextIO
 
 import rsim_env
+from agents.backends.base import GenerationConfig
+from agents.evaluation import evaluate, markdown_table, write_results
+from agents.planners.baselines import make_planner
+from agents.rollout import Reasoner, ReasonerPrompter, RolloutConfig, TextReasoner
+from rsim_env.env.core import reasoner_header
 from rsim_env.errors import RSIMError
 
 log = logging.getLogger("rsim")
@@ -71,22 +81,32 @@ def _parse_choice(answer: str, strategies: rsim_env.StrategySet, legal: Sequence
     return index if index in legal else None
 
 
-def make_reasoner(name: str, env: rsim_env.raw_env, seed: int | None) -> Callable[[str], str]:
-    """A reasoner for ``rsim play``: ``"sim"`` is the simulated reasoner (simulated suites only)."""
+def make_reasoner(name: str, env: rsim_env.raw_env, *, seed: int | None = None, device: str = "cpu",
+                  dtype: str = "float32") -> Reasoner:
+    """A reasoner by name: ``"sim"`` (the simulated reasoner; simulated suites only), or a model
+    name or path for the transformers backend (``smollm2-135m-instruct``, ``tiny-random``, a Hub id)."""
     if name == "sim":
         if env.suite.name != "sim":
             raise RSIMError(f"The simulated reasoner only plays the simulated suite, not {env.suite.name!r}; "
-                            "use --env rsim/Sim-v0 or pass an LLM with --reasoner.")
+                            "use --env rsim/Sim-v0 or pass an LLM with --reasoner (e.g. smollm2-135m-instruct).")
         from rsim_env.sim import SimulatedReasoner
 
-        return SimulatedReasoner(env.strategies, seed=seed).act
-    raise RSIMError(f"Unknown reasoner {name!r}; available: sim.")
+        return TextReasoner(SimulatedReasoner(env.strategies, seed=seed).act)
+    from agents.backends.transformers_backend import TransformersBackend
+
+    return TransformersBackend.from_pretrained(name, device=device, dtype=dtype)
+
+
+def _generation(args: argparse.Namespace) -> GenerationConfig:
+    return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
 
 
 def cmd_play(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
     env = rsim_env.make(args.env, **({"max_steps": args.max_steps} if args.max_steps else {}))
     raw = env.unwrapped
-    reasoner = make_reasoner(args.reasoner, raw, args.seed)
+    reasoner = make_reasoner(args.reasoner, raw, seed=args.seed, device=args.device)
+    prompter = ReasonerPrompter(getattr(reasoner, "tokenizer", None))
+    generation = _generation(args)
     strategies = raw.strategies
     env.reset(seed=args.seed)
     print(f"{args.env}: you are the planner. Type a strategy number or name; 'q' quits.\n")
@@ -98,7 +118,8 @@ def cmd_play(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
             final_rewards[agent] = reward
             env.step(None)
         elif agent == "reasoner":
-            env.step(reasoner(obs["text"]))
+            prompt = prompter(obs["text"], reasoner_header(raw.config.instruction, raw.task.prompt))
+            env.step(reasoner.generate_step({0: prompt}, generation)[0].text)
             print(f"  {agent}: {raw.steps[-1]}\n")
         else:
             legal = [int(i) for i in obs["action_mask"].nonzero()[0]]
@@ -129,6 +150,85 @@ def _ask_strategy(stdin: TextIO, strategies: rsim_env.StrategySet, legal: Sequen
         print(f"  not a legal strategy here: {line.strip()!r}")
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    env_id = _env_id(args)
+    env = rsim_env.make(env_id, wrapped=False, split=args.split)
+    planners = [make_planner(name, env.strategies, device=args.device) for name in args.planner]
+    reasoner = make_reasoner(args.reasoner, env, seed=args.seed, device=args.device, dtype=args.dtype)
+    config = RolloutConfig(batch_size=args.batch_size, greedy=args.greedy_planner, generation=_generation(args),
+                           seed=args.seed)
+    results = []
+    for name, planner in zip(args.planner, planners):
+        log.info("evaluating planner %s with reasoner %s on %s (%d episodes)", name, args.reasoner, env_id, args.episodes)
+        results.append(evaluate(env_id, planner, reasoner, episodes=args.episodes, planner_name=name,
+                                reasoner_name=args.reasoner, config=config, split=args.split,
+                                progress=not args.quiet, **_env_overrides(args)))
+    out = Path(args.out) if args.out else Path("runs") / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    json_path, md_path = write_results(results, out)
+    print(markdown_table(results))
+    print(f"Wrote {json_path} and {md_path}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from agents.training.config import TrainConfig
+    from agents.training.trainer import LeaderFollowerTrainer
+
+    overrides = list(args.set or [])
+    if args.out:
+        overrides.append(f"out={args.out}")
+    config = TrainConfig.load(args.config, overrides)
+    trainer = LeaderFollowerTrainer(config, progress=not args.quiet)
+    results = trainer.train(resume=args.resume)
+    print(markdown_table(results))
+    print(f"Run directory: {config.out} (report: {Path(config.out) / 'report.md'})")
+    return 0
+
+
+BENCHMARKS = {
+    "env": "env_throughput",
+    "sandbox": "sandbox_throughput",
+    "throughput": "throughput",
+    "trl": "trl_comparison",
+}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+    import runpy
+
+    try:
+        importlib.import_module("benchmarks")
+    except ImportError:
+        root = Path(__file__).resolve().parent.parent
+        if not (root / "benchmarks").is_dir():
+            raise RSIMError("The benchmarks live in the repository's benchmarks/ folder; run rsim bench from a clone.")
+        sys.path.insert(0, str(root))
+    sys.argv = [f"benchmarks.{BENCHMARKS[args.name]}", *args.rest]
+    runpy.run_module(f"benchmarks.{BENCHMARKS[args.name]}", run_name="__main__")
+    return 0
+
+
+def _env_id(args: argparse.Namespace) -> str:
+    if args.env:
+        return args.env
+    for env_id in rsim_env.list_envs():
+        if rsim_env.spec(env_id).suite == args.suite:
+            return env_id
+    raise RSIMError(f"No registered environment for suite {args.suite!r}; see `rsim envs` or pass --env.")
+
+
+def _env_overrides(args: argparse.Namespace) -> dict:
+    return {k: v for k, v in (("max_steps", args.max_steps), ("max_tokens", args.max_tokens)) if v is not None}
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
+    p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default: float32)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="token cap per reasoner step (default: 96)")
+    p.add_argument("--temperature", type=float, default=0.0, help="reasoner sampling temperature; 0 = greedy")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rsim", description="Reinforced strategy injection: environments, agents, training.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debugging detail")
@@ -147,10 +247,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("play", help="be the planner: pick strategies, watch the reasoner")
     p.add_argument("--env", default="rsim/Sim-v0", help="environment id (default: rsim/Sim-v0)")
-    p.add_argument("--reasoner", default="sim", help="'sim' (the simulated reasoner)")
+    p.add_argument("--reasoner", default="sim", help="'sim' (the simulated reasoner) or a model name/path")
     p.add_argument("--seed", type=int, default=None, help="episode seed")
     p.add_argument("--max-steps", type=int, default=None, help="override the step cap")
+    _add_model_options(p)
     p.set_defaults(func=cmd_play)
+
+    p = sub.add_parser("eval", help="evaluate planners with a reasoner on a suite's held-out split")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--suite", default="arithmetic", help="suite name (default: arithmetic)")
+    where.add_argument("--env", default=None, help="environment id instead of --suite")
+    p.add_argument("--planner", nargs="+", default=["none"],
+                   help="planners: random, none, fixed:<strategy>, round-robin, ucb, llm:<model>, or a saved planner "
+                        "directory; several are evaluated one after another (default: none)")
+    p.add_argument("--reasoner", default="smollm2-135m-instruct",
+                   help="sim, smollm2-135m-instruct, tiny-random, a Hub id or a local path")
+    p.add_argument("--episodes", type=int, default=32, help="episodes per planner (default: 32)")
+    p.add_argument("--batch-size", type=int, default=8, help="episodes run in lockstep (default: 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", choices=("train", "test", "all"))
+    p.add_argument("--max-steps", type=int, default=None, help="override the env's step cap")
+    p.add_argument("--max-tokens", type=int, default=None, help="override the env's token budget")
+    p.add_argument("--greedy-planner", action="store_true", help="planners pick their most likely strategy")
+    p.add_argument("--out", default=None, help="results folder (default: runs/eval-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a planner and/or reasoner (leader-follower RL)")
+    p.add_argument("--config", default=None, help="a YAML TrainConfig (default: the main job's defaults)")
+    p.add_argument("--set", nargs="*", metavar="KEY=VALUE", help="override config fields, e.g. updates=20 grpo.beta=0.04")
+    p.add_argument("--out", default=None, help="run directory (default: the config's out)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's latest checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("bench", help="run a benchmark from benchmarks/")
+    p.add_argument("name", choices=sorted(BENCHMARKS), help="which benchmark")
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

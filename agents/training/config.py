@@ -1,0 +1,163 @@
+"""The training configuration: one documented dataclass, loadable from YAML, overridable by flags.
+
+    config = TrainConfig.load("examples/configs/sim_planner_grpo.yaml", overrides=["updates=20"])
+
+Every field has a default, so ``TrainConfig()`` is the README's main job: the embedded SmolLM2 model
+as reasoner and as planner, an offline math suite, planner-only GRPO (the plug-in planner).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from agents.algorithms.grpo import GRPOConfig
+from agents.algorithms.ppo import PPOConfig
+from rsim_env.errors import ConfigError
+
+SCHEDULES = ("planner-only", "reasoner-only", "alternating", "joint", "two-stage")
+ALGORITHMS = ("grpo", "ppo")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; saved resolved as ``config.yaml`` in the run directory."""
+
+    suites: list[str] = field(default_factory=lambda: ["rsim/Arithmetic-v0"])
+    """Environment ids trained in order; more than one is continual learning (one stage each)."""
+    schedule: str = "planner-only"
+    """planner-only | reasoner-only | alternating | joint | two-stage (see DESIGN §5)."""
+    algorithm: str = "grpo"
+    """grpo | ppo, for every agent that learns."""
+    planner: str = "llm:smollm2-135m-instruct"
+    """``llm:<model>`` (an LLM planner), ``mlp`` (hashed words -> MLP; fast, for the simulated suite)."""
+    planner_head: str = "labels"
+    """LLM planner head: ``labels`` (logits of the strategy-number tokens) or ``linear``."""
+    reasoner: str = "smollm2-135m-instruct"
+    """``sim`` (the simulated reasoner), ``smollm2-135m-instruct``, ``tiny-random``, a Hub id or a path."""
+    lora_r: int = 8
+    """LoRA rank for LLM agents; 0 fine-tunes all weights."""
+    updates: int = 6
+    """Policy updates per stage."""
+    groups_per_update: int = 4
+    """Tasks per update; each is played ``group_size`` times."""
+    group_size: int = 4
+    """Episodes per task (GRPO's ``num_generations``); the group is the baseline for advantages."""
+    batch_size: int = 16
+    """Episodes advanced in lockstep during rollouts (the LLM batch)."""
+    planner_lr: float = 2e-4
+    """Adam learning rate of the planner."""
+    reasoner_lr: float = 1e-5
+    """Adam learning rate of the reasoner."""
+    epochs: int = 1
+    """Gradient passes over each update's batch (TRL's ``num_iterations``, PPO's update epochs)."""
+    alternating_k: int = 1
+    """``alternating``: this many planner updates, then this many reasoner updates."""
+    joint_lambda: float = 0.5
+    """``joint``: loss = lambda * planner loss + (1 - lambda) * reasoner loss."""
+    two_stage_fraction: float = 0.5
+    """``two-stage``: share of each stage's updates that are planner-only before switching to joint."""
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    """GRPO's clip range, KL coefficient, loss aggregation and reward scaling (TRL names)."""
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    """PPO's discount, GAE lambda, clip ranges and loss coefficients (CleanRL names)."""
+    max_steps: int = 4
+    """The env's step cap (planner decisions per episode)."""
+    max_tokens: int = 512
+    """The env's token budget for the reasoner's steps."""
+    max_new_tokens: int = 48
+    """Tokens the reasoner may write per step."""
+    temperature: float = 0.7
+    """Reasoner sampling temperature during training rollouts (evaluation decodes greedily)."""
+    eval_every: int = 2
+    """Evaluate on the test split every this many updates (0: only at the end of each stage)."""
+    eval_episodes: int = 16
+    """Episodes per periodic evaluation."""
+    final_eval_episodes: int = 48
+    """Episodes per planner in the final comparison."""
+    baselines: list[str] = field(default_factory=lambda: ["none", "random"])
+    """Planners the trained one is compared with at the end (see ``rsim eval --planner``)."""
+    checkpoint_every: int = 1
+    """Write a checkpoint every this many updates."""
+    seed: int = 0
+    """Seeds tasks, sampling and initial weights; a run is reproducible on CPU."""
+    device: str = "cpu"
+    """cpu, cuda, cuda:1, ..."""
+    dtype: str = "float32"
+    """float32, bfloat16 or float16 for LLM agents."""
+    out: str = "runs/train"
+    """Run directory: config, metrics.jsonl, checkpoints, the exported planner, report and plots."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.grpo, dict):
+            self.grpo = _build(GRPOConfig, self.grpo, "grpo")
+        if isinstance(self.ppo, dict):
+            self.ppo = _build(PPOConfig, self.ppo, "ppo")
+        if isinstance(self.suites, str):
+            self.suites = [self.suites]
+        if isinstance(self.baselines, str):
+            self.baselines = [self.baselines]
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        if self.algorithm not in ALGORITHMS:
+            raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}.")
+        if not self.suites:
+            raise ConfigError("suites must name at least one environment id.")
+        for name in ("updates", "groups_per_update", "group_size", "batch_size", "epochs", "alternating_k",
+                     "max_steps", "max_tokens", "max_new_tokens", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.joint_lambda <= 1.0:
+            raise ConfigError(f"joint_lambda must be in [0, 1], got {self.joint_lambda}.")
+        if self.schedule != "planner-only" and self.reasoner == "sim":
+            raise ConfigError("The simulated reasoner cannot learn; use schedule planner-only with reasoner sim.")
+
+    @property
+    def episodes_per_update(self) -> int:
+        return self.groups_per_update * self.group_size
+
+    # -- YAML and overrides --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _build(cls, data, "config")
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+        """A config from a YAML file (or the defaults), then ``key=value`` overrides (``grpo.beta=0.04``)."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"Config file {str(path)!r} does not exist.")
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ConfigError(f"{path} must hold a mapping of config fields.")
+            data = loaded
+        for item in overrides:
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise ConfigError(f"Override {item!r} must look like key=value (e.g. updates=20).")
+            target = data
+            *parents, leaf = key.strip().split(".")
+            for parent in parents:
+                target = target.setdefault(parent, {})
+            target[leaf] = yaml.safe_load(raw)
+        return cls.from_dict(data)
+
+
+def _build(cls: type, data: dict[str, Any], what: str) -> Any:
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - valid)
+    if unknown:
+        raise ConfigError(f"Unknown {what} field(s) {unknown}. Valid fields: {sorted(valid)}.")
+    return cls(**data)
