@@ -21,12 +21,15 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
 from rsim_env.errors import RSIMError
 from rsim_env.strategies import StrategySet
+
+if TYPE_CHECKING:
+    import torch
 
 PLANNER_FILE = "planner.json"
 """The file in a saved planner's directory that says what it is (``kind``) and what it was trained on."""
@@ -106,6 +109,12 @@ def legal_masks(observations: Sequence[Mapping[str, Any]], n: int) -> np.ndarray
                 "episodes.")
         rows.append(mask)
     return np.stack(rows) if rows else np.zeros((0, n), bool)
+
+
+def masked_entropy(log_probs: torch.Tensor) -> torch.Tensor:
+    """Entropy of each row of masked log-probabilities ``[B, n]`` (masked entries are -inf and add 0)."""
+    probs = log_probs.exp()
+    return -(probs * log_probs.masked_fill(probs == 0, 0.0)).sum(-1)
 
 
 def count_steps(planner_text: str) -> int:
