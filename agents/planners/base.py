@@ -117,23 +117,31 @@ def masked_entropy(log_probs: torch.Tensor) -> torch.Tensor:
     return -(probs * log_probs.masked_fill(probs == 0, 0.0)).sum(-1)
 
 
-def count_steps(planner_text: str) -> int:
-    """How many reasoner steps a planner observation shows, i.e. the index of the coming decision.
+def strategy_history(planner_text: str) -> list[str]:
+    """The names of the strategies used so far, read from a planner observation's text, in order.
 
     The env writes ``Step k [strategy]: ...`` lines after ``Steps so far:``. The lines are looked up in
-    order (``Step 1 [``, then ``Step 2 [`` after it, ...) rather than counted, so a step whose own text
-    mentions another step number does not inflate the count.
+    order (``Step 1 [``, then ``Step 2 [`` after it, ...) rather than matched anywhere, so a step whose
+    own text mentions another step number does not add a strategy.
     """
     _, found, steps = planner_text.partition("\nSteps so far:\n")
+    names: list[str] = []
     if not found:
-        return 0
-    text, position, k = "\n" + steps, 0, 0
+        return names
+    text, position = "\n" + steps, 0
     while True:
-        position = text.find(f"\nStep {k + 1} [", position)
-        if position < 0:
-            return k
-        k += 1
-        position += 1
+        tag = f"\nStep {len(names) + 1} ["
+        position = text.find(tag, position)
+        end = text.find("]", position + len(tag)) if position >= 0 else -1
+        if end < 0:
+            return names
+        names.append(text[position + len(tag):end])
+        position = end
+
+
+def count_steps(planner_text: str) -> int:
+    """How many reasoner steps a planner observation shows, i.e. the index of the coming decision."""
+    return len(strategy_history(planner_text))
 
 
 def check_strategies(saved: StrategySet, strategies: StrategySet | None, where: str | Path) -> StrategySet:

@@ -3,7 +3,8 @@
 The baselines answer the questions a planner has to beat: does *any* strategy injection help
 (:class:`RandomPlanner`), does one strategy suffice (:class:`FixedPlanner`), is plain chain of thought
 as good (:class:`NoStrategyPlanner`), does variety alone help (:class:`RoundRobinPlanner`), and how
-far does a learner get that sees only returns, not text (:class:`UCBPlanner`).
+far does a learner get that sees only returns and the strategies so far, not the text
+(:class:`UCBPlanner`).
 
 Every baseline respects the action mask: a masked strategy is never chosen, and where only
 termination is legal (the step cap) termination is chosen. They need numpy only.
@@ -17,7 +18,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from agents.planners.base import Planner, PlannerOutput, count_steps, legal_masks, load_planner
+from agents.planners.base import (Planner, PlannerOutput, count_steps, legal_masks, load_planner,
+                                  strategy_history)
 from rsim_env.errors import RSIMError, UnknownStrategyError
 from rsim_env.strategies import StrategySet
 
@@ -147,18 +149,22 @@ class RoundRobinPlanner(_RulePlanner):
 
 
 class UCBPlanner:
-    """UCB1 bandits over strategies, one bandit per decision position.
+    """UCB1 bandits over strategies, one per decision node: the strategies chosen so far in the episode.
 
-    Position ``t`` (the number of steps so far) has its own arm statistics: strategy sequences matter
-    (e.g. *decomposition* first, *verification* before *termination*), and one global bandit could
-    not learn "continue early, terminate late". Each strategy an episode used at position ``t`` is
-    credited with that episode's return (Monte-Carlo credit: rewards in rSIM are terminal).
+    A node is the episode's strategy history, read from the observation's ``Step k [strategy]`` tags
+    (so ``()`` at the first decision, ``(decomposition,)`` at the second after decomposition, ...);
+    this is UCT over the tree of strategy sequences with Monte-Carlo credit: every node an episode
+    passed through credits the strategy it chose there with the episode's return (rewards in rSIM are
+    terminal). Why not one bandit per step index: with a shared return and deterministic UCB, the
+    statistics of every position stay relabellings of each other, so the positions choose in lockstep
+    and the planner only ever compares a handful of fixed sequences (it cannot learn "decompose
+    first, then terminate"). Nodes keep the credit of each choice tied to what came before it.
 
-    Choice at position ``t`` among the legal arms: an arm never tried there first (seeded random tie
-    break, so a batch explores different arms), else the highest ``mean + c * sqrt(ln N_t / n_{t,a})``.
-    ``greedy=True`` exploits: the highest mean among tried legal arms (falls back to the UCB rule when
-    none is tried). Statistics change only in :meth:`update`, so all rows of one batch at the same
-    position after exploration pick the same arm (the usual delayed-feedback UCB).
+    Choice at a node among the legal arms: an arm never tried there first (seeded random tie break, so a
+    batch explores different arms), else the highest ``mean + c * sqrt(ln N_node / n_node,a)``.
+    ``greedy=True`` exploits: the highest mean among tried legal arms (the exploring rule where none is
+    tried). Statistics change only in :meth:`update`, so rows of one batch at the same node, after
+    exploring, pick the same arm (the usual delayed-feedback UCB).
 
     Args:
         strategies: the strategy set.
@@ -172,23 +178,25 @@ class UCBPlanner:
         self.strategies = strategies
         self.c = c
         self._rng = np.random.default_rng(seed)
-        self.counts: dict[int, np.ndarray] = {}
-        """Per position: how often each strategy was credited."""
-        self.sums: dict[int, np.ndarray] = {}
-        """Per position: the summed returns of each strategy."""
+        self.counts: dict[tuple[int, ...], np.ndarray] = {}
+        """Per node (strategy history): how often each strategy was credited there."""
+        self.sums: dict[tuple[int, ...], np.ndarray] = {}
+        """Per node: the summed returns of each strategy."""
 
-    def _stats(self, t: int) -> tuple[np.ndarray, np.ndarray]:
-        n = len(self.strategies)
-        return self.counts.get(t, np.zeros(n)), self.sums.get(t, np.zeros(n))
+    def node(self, observation: Mapping[str, Any]) -> tuple[int, ...]:
+        """The decision node of an observation: the indices of the strategies used so far."""
+        return tuple(self.strategies.index(name) for name in strategy_history(observation["text"]))
 
-    def means(self, t: int) -> np.ndarray:
-        """Mean return per strategy at position ``t`` (NaN where untried)."""
-        counts, sums = self._stats(t)
+    def means(self, node: tuple[int, ...] = ()) -> np.ndarray:
+        """Mean return per strategy at ``node`` (NaN where untried)."""
+        counts = self.counts.get(node, np.zeros(len(self.strategies)))
+        sums = self.sums.get(node, np.zeros(len(self.strategies)))
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
-    def _choose(self, t: int, mask: np.ndarray, greedy: bool) -> int:
-        counts, sums = self._stats(t)
+    def _choose(self, node: tuple[int, ...], mask: np.ndarray, greedy: bool) -> int:
+        counts = self.counts.get(node, np.zeros(len(self.strategies)))
+        sums = self.sums.get(node, np.zeros(len(self.strategies)))
         legal = np.flatnonzero(mask)
         tried = legal[counts[legal] > 0]
         if greedy and len(tried):
@@ -202,7 +210,7 @@ class UCBPlanner:
 
     def act(self, observations: Sequence[Mapping[str, Any]], *, greedy: bool = False) -> PlannerOutput:
         masks = legal_masks(observations, len(self.strategies))
-        return _deterministic([self._choose(count_steps(o["text"]), m, greedy) for o, m in zip(observations, masks)])
+        return _deterministic([self._choose(self.node(o), m, greedy) for o, m in zip(observations, masks)])
 
     def reset(self, seed: int | None = None) -> None:
         """Reseed the tie-breaking generator; the learned statistics are kept (they are the point)."""
@@ -210,17 +218,19 @@ class UCBPlanner:
             self._rng = np.random.default_rng(seed)
 
     def update(self, actions: Sequence[Sequence[int]], returns: Sequence[float]) -> None:
-        """Credit each episode's return to the strategy it used at each position."""
+        """Credit each episode's return to the strategy it chose at each node it passed through."""
         if len(actions) != len(returns):
             raise ValueError(f"update() needs one return per episode: got {len(actions)} action sequences and "
                              f"{len(returns)} returns.")
         n = len(self.strategies)
         for sequence, episode_return in zip(actions, returns):
+            sequence = [int(a) for a in sequence]
             for t, action in enumerate(sequence):
-                if not 0 <= int(action) < n:
+                if not 0 <= action < n:
                     raise ValueError(f"Strategy index {action} is out of range for a set of {n} strategies.")
-                self.counts.setdefault(t, np.zeros(n))[int(action)] += 1
-                self.sums.setdefault(t, np.zeros(n))[int(action)] += float(episode_return)
+                node = tuple(sequence[:t])
+                self.counts.setdefault(node, np.zeros(n))[action] += 1
+                self.sums.setdefault(node, np.zeros(n))[action] += float(episode_return)
 
 
 PLANNER_NAMES = ("random", "fixed:<strategy>", "none", "round-robin", "ucb", "llm:<model name or path>",
