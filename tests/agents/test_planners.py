@@ -235,7 +235,8 @@ def test_llm_labels_are_single_tokens_read_after_the_prompt(tiny):
     planner = llm(tiny)
     assert planner.chat and planner.labels == [str(i) for i in range(1, N + 1)]
     prompt = planner.prompt(START)
-    assert "1. self_reflection: " in prompt and "Next strategy number:" in prompt and START["text"].strip() in prompt
+    assert prompt.index("1. self_reflection: ") < prompt.index(START["text"].strip()) < prompt.index(
+        "Next strategy number:")
     ids = planner.tokenizer(prompt + "3", add_special_tokens=False)["input_ids"]
     assert ids[-1] == planner.label_ids[2]
     plain = llm(tiny, prompt_format="plain")
@@ -282,6 +283,11 @@ def test_llm_batch_of_mixed_lengths_equals_one_at_a_time(tiny):
     labels = llm(tiny)
     assert np.allclose(labels.probabilities(batch), np.concatenate([labels.probabilities([o]) for o in batch]),
                        atol=1e-5)
+    # the shared prefix cache changes nothing: one plain forward pass over the whole prompt agrees
+    ids = labels._prefix_ids + labels.tokenizer(labels._suffix(START), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = labels.model(input_ids=torch.tensor([ids])).logits[0, -1, labels.label_ids]
+    assert np.allclose(labels.probabilities([START])[0], torch.softmax(logits, -1).numpy(), atol=1e-5)
 
 
 def test_llm_sampling_is_seeded(tiny):
