@@ -168,11 +168,13 @@ class UCBPlanner:
 
     Args:
         strategies: the strategy set.
-        c: exploration weight; planner returns are O(1), so 1.0 explores enough without wasting episodes.
+        c: exploration weight. Planner returns spread over about [-0.3, 1.3]; on ``rsim/Sim-v0`` (optimal
+            expected return 1.07) c=0.25 reached a greedy return of 0.86-0.90 after 2,000 episodes, while c=1
+            was still exploring the tree (0.36-0.71).
         seed: seeds the tie-breaking generator; same seed and same feedback give the same choices.
     """
 
-    def __init__(self, strategies: StrategySet, c: float = 1.0, seed: int | None = 0) -> None:
+    def __init__(self, strategies: StrategySet, c: float = 0.25, seed: int | None = 0) -> None:
         if c < 0:
             raise ValueError(f"UCBPlanner needs c >= 0 (the exploration weight), got {c}.")
         self.strategies = strategies
