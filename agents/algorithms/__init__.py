@@ -5,7 +5,13 @@
 trainer in ``agents.training`` generates, scores and steps optimizers; nothing here does.
 """
 
-from agents.algorithms.grpo import GRPOConfig, aggregate_loss, group_advantages, grpo_loss, kl_k3
+from agents.algorithms.grpo import (
+    GRPOConfig,
+    aggregate_loss,
+    group_advantages,
+    grpo_loss,
+    kl_k3,
+)
 from agents.algorithms.ppo import (
     PPOConfig,
     ValueHead,
@@ -18,6 +24,7 @@ from agents.algorithms.ppo import (
     ppo_loss,
     ppo_policy_loss,
     ppo_value_loss,
+    zero_masked,
 )
 
 __all__ = [
@@ -37,4 +44,5 @@ __all__ = [
     "ppo_loss",
     "ppo_policy_loss",
     "ppo_value_loss",
+    "zero_masked",
 ]

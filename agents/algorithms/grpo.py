@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from agents.algorithms.ppo import clipped_surrogate, masked_mean
+from agents.algorithms.ppo import clipped_surrogate, masked_mean, masked_std, zero_masked
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo")
 SCALE_REWARDS = ("group", "batch", "none")
@@ -50,19 +50,19 @@ class GRPOConfig:
     max_grad_norm: float = 1.0
     """Global gradient-norm clip before each optimizer step (the transformers default TRL inherits)."""
     beta: float = 0.0
-    """β, the KL coefficient of eq. 3. TRL's default 0.0 drops the KL term and the reference model; DeepSeek-R1 used 0.001."""
+    """β, the KL weight of eq. 3; TRL's default 0.0 needs no reference model (DeepSeek-R1 used 0.001)."""
     num_iterations: int = 1
     """μ: gradient steps on each generated batch; with 1, the ratio is 1 and the clip never binds."""
     epsilon: float = 0.2
     """ε (lower clip): the ratio is clipped below at 1 - ε."""
     epsilon_high: float | None = None
-    """Upper clip ε_high (DAPO's clip-higher; the paper uses 0.28): the ratio is clipped above at 1 + ε_high. None: same as ``epsilon``."""
+    """ε_high: the ratio is clipped above at 1 + ε_high (DAPO's clip-higher uses 0.28); None: ``epsilon``."""
     importance_sampling_level: str = "token"
-    """``token``: one ratio per token (eq. 3). ``sequence``: one ratio per completion, the exp of its mean token log-ratio (GSPO)."""
+    """``token``: a ratio per token (eq. 3); ``sequence``: one per completion, exp(mean token log-ratio) (GSPO)."""
     scale_rewards: str = "group"
-    """Advantage scaling: ``group`` divides by the group's reward std (eq. 3), ``batch`` by the whole batch's std, ``none`` not at all (Dr. GRPO)."""
+    """Divide advantages by the ``group``'s reward std (eq. 3), the ``batch``'s, or ``none`` (Dr. GRPO)."""
     loss_type: str = "dapo"
-    """Token-loss aggregation (formulas in :func:`aggregate_loss`): ``grpo``, ``bnpo``, ``dr_grpo`` or ``dapo`` (TRL's default)."""
+    """How token losses become one number: ``grpo``, ``bnpo``, ``dr_grpo``, ``dapo``; see :func:`aggregate_loss`."""
 
     def __post_init__(self) -> None:
         # TRL also accepts booleans: True means "group", False means "none"
@@ -125,10 +125,7 @@ def group_advantages(rewards: Tensor, group_size: int, scale: str = "group", eps
         std = ((centred ** 2).sum(dim=1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
     elif scale == "batch":
         # std over every scored completion of the batch
-        flat = torch.where(valid, rewards, torch.zeros_like(rewards))
-        n = valid.sum()
-        batch_mean = flat.sum() / n.clamp(min=1)
-        std = ((((flat - batch_mean) * valid) ** 2).sum() / (n - 1).clamp(min=1)).sqrt()
+        std = masked_std(rewards, valid)
     else:
         return centred.view(-1)
     return (centred / (std + eps)).view(-1)
@@ -157,23 +154,23 @@ def aggregate_loss(token_loss: Tensor, mask: Tensor, loss_type: str, max_complet
                    num_active_tokens: float | None = None) -> Tensor:
     """Reduce per-token losses ``[B, T]`` to a scalar; ``|o_i|`` is completion i's unmasked length.
 
-    - ``grpo`` (eq. 3):   1/B Σ_i 1/|o_i| Σ_t ℓ_{i,t}   (mean per sequence, then over sequences)
-    - ``bnpo``:           Σ_i Σ_t ℓ_{i,t} / Σ_i |o_i|   (token-level mean over this batch)
-    - ``dapo`` (DAPO eq. 8): the same, but divided by ``num_active_tokens`` when given: the unmasked
-      tokens of the whole accumulated batch, so micro-batches add up to one token-level mean
-    - ``dr_grpo``:        Σ_i Σ_t ℓ_{i,t} / (B · max_completion_length)   (a constant normaliser)
+    - ``grpo`` (eq. 3):  1/B Σ_i 1/|o_i| Σ_t ℓ_{i,t}  (mean per sequence, then over sequences)
+    - ``bnpo``:          Σ_i Σ_t ℓ_{i,t} / Σ_i |o_i|  (token-level mean over this batch)
+    - ``dapo`` (DAPO's token-level loss): as ``bnpo``, but divided by ``num_active_tokens`` when it
+      is given, the unmasked tokens of the whole accumulated batch, so micro-batches add up to one
+      token-level mean
+    - ``dr_grpo``:       Σ_i Σ_t ℓ_{i,t} / (B · max_completion_length)  (a constant normaliser)
     """
-    mask = mask.to(token_loss.dtype)
-    total = (token_loss * mask).sum()
+    mask = mask.bool()
+    masked = zero_masked(token_loss, mask)
     if loss_type == "grpo":
-        per_sequence = (token_loss * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-        return per_sequence.mean()
+        return (masked.sum(dim=1) / mask.sum(dim=1).clamp(min=1)).mean()
     if loss_type == "bnpo" or (loss_type == "dapo" and num_active_tokens is None):
-        return total / mask.sum().clamp(min=1.0)
+        return masked.sum() / mask.sum().clamp(min=1)
     if loss_type == "dapo":
-        return total / max(float(num_active_tokens), 1.0)
+        return masked.sum() / max(float(num_active_tokens), 1.0)
     if loss_type == "dr_grpo":
-        return total / (token_loss.shape[0] * max_completion_length)
+        return masked.sum() / (token_loss.shape[0] * max_completion_length)
     raise ValueError(f"loss_type must be one of {', '.join(LOSS_TYPES)}; got {loss_type!r}")
 
 
@@ -196,26 +193,26 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, 
     Returns:
         The scalar loss and detached stats: ``clip_ratio/low`` (share of tokens whose ratio fell
         below 1 - ε with Â < 0, so the clip removed their gradient), ``clip_ratio/high`` (above
-        1 + ε_high with Â > 0), ``clip_ratio`` (either), ``ratio`` (mean ρ), ``kl`` (mean k3, 0 without a
-        reference) and ``advantage`` (mean Â); token means over unmasked tokens.
+        1 + ε_high with Â > 0), ``clip_ratio`` (either), ``ratio`` (mean ρ), ``kl`` (mean k3, 0
+        without a reference) and ``advantage`` (mean Â); all are means over unmasked tokens.
     """
     if config.beta > 0 and ref_logp is None:
         raise ValueError("grpo_loss needs ref_logp when config.beta > 0 (the KL term); pass the "
                          "reference policy's log-probs or set beta=0")
     mask = mask.bool()
-    zero = torch.zeros_like(logp)
-    # padding may hold -inf or garbage: replace it before any arithmetic so it cannot reach the gradient
-    logp = torch.where(mask, logp, zero)
-    old_logp = torch.where(mask, old_logp.to(logp.dtype), zero)
     if advantages.ndim == 1:
-        advantages = advantages.unsqueeze(1)
-    advantages = torch.where(mask, advantages.to(logp.dtype), zero)
+        advantages = advantages.unsqueeze(1)  # Â_{i,t} = Â_i for every token t
+    # padding may hold NaN or -inf: zero it before any arithmetic so it cannot reach the gradient
+    logp = zero_masked(logp, mask)
+    old_logp = zero_masked(old_logp.to(logp.dtype), mask)
+    advantages = zero_masked(advantages.to(logp.dtype).expand_as(logp), mask)
 
     # importance ratio r_{i,t}(θ) = π_θ(o_{i,t}|q,o_{i,<t}) / π_θold(o_{i,t}|q,o_{i,<t})
     log_ratio = logp - old_logp
     if config.importance_sampling_level == "sequence":
         # GSPO: s_i(θ) = exp(1/|o_i| Σ_t log r_{i,t}), one ratio shared by all tokens of completion i
-        log_ratio = (log_ratio.sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp(min=1)).expand_as(logp)
+        lengths = mask.sum(dim=1, keepdim=True).clamp(min=1)
+        log_ratio = (log_ratio.sum(dim=1, keepdim=True) / lengths).expand_as(logp)
     ratio = torch.exp(log_ratio)
 
     # eq. 3, inner term: min(r Â, clip(r, 1 - ε, 1 + ε_high) Â), negated
@@ -224,7 +221,7 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, 
     # eq. 3, KL penalty: + β D_KL[π_θ || π_ref] per token (eq. 4)
     kl = None
     if ref_logp is not None:
-        kl = kl_k3(logp, torch.where(mask, ref_logp.to(logp.dtype), zero))
+        kl = kl_k3(logp, zero_masked(ref_logp.to(logp.dtype), mask))
         if config.beta > 0:
             token_loss = token_loss + config.beta * kl
 

@@ -2,8 +2,9 @@
 
 Proximal Policy Optimization (Schulman et al. 2017, arXiv 1707.06347) with generalised advantage
 estimation (Schulman et al. 2015, arXiv 1506.02438), written as pure functions over tensors in the
-order of CleanRL's ``ppo.py``: advantages (GAE), ratio, clipped surrogate (eq. 7), clipped value
-loss, entropy bonus, and their sum (eq. 9). Nothing here generates, samples or steps an optimizer.
+order of CleanRL's ``ppo.py``: advantages (GAE, eqs. 11-12), ratio, clipped surrogate (eq. 7),
+clipped value loss, entropy bonus, and their sum (eq. 9); equation numbers are the PPO paper's.
+Nothing here generates, samples or steps an optimizer.
 
 The same functions serve both rSIM agents:
 
@@ -37,7 +38,7 @@ class PPOConfig:
     update_epochs: int = 4
     """Passes over each rollout batch (K epochs in the PPO paper)."""
     num_minibatches: int = 4
-    """Minibatches per epoch; the minibatch size is ``batch_size // num_minibatches`` (see ``minibatch_size``)."""
+    """Minibatches per epoch; each holds ``batch_size // num_minibatches`` samples (``minibatch_size``)."""
     norm_adv: bool = True
     """Normalise advantages to zero mean and unit std within each minibatch (over unmasked entries)."""
     clip_coef: float = 0.2
@@ -58,38 +59,36 @@ class PPOConfig:
         return max(1, batch_size // self.num_minibatches)
 
 
-def masked_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Mean of ``values`` over the entries where ``mask`` is true (all entries if None).
-
-    Masked entries are replaced by 0 before summing, so NaN or inf there cannot leak in and their
-    gradient is exactly 0. An all-masked input gives 0.
-    """
-    if mask is None:
-        return values.mean()
-    mask = mask.bool()
-    total = torch.where(mask, values, torch.zeros_like(values)).sum()
-    return total / mask.sum().clamp(min=1)
+# ---------------------------------------------------------------------------------------------------
+# Masks: padded steps, prompts and injected text must contribute nothing, not even NaN
+# ---------------------------------------------------------------------------------------------------
 
 
-def _zero_masked(values: Tensor, mask: Tensor | None) -> Tensor:
-    """``values`` with masked entries set to 0, so padding (even -inf log-probs) stays finite and gets no gradient."""
+def zero_masked(values: Tensor, mask: Tensor | None) -> Tensor:
+    """``values`` with masked entries set to 0: padding (even NaN or -inf) stays finite and gets no gradient."""
     if mask is None:
         return values
     return torch.where(mask.bool(), values, torch.zeros_like(values))
+
+
+def masked_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean of ``values`` over the entries where ``mask`` is true (all entries if None); 0 if none are."""
+    if mask is None:
+        return values.mean()
+    return zero_masked(values, mask).sum() / mask.bool().sum().clamp(min=1)
 
 
 def masked_std(values: Tensor, mask: Tensor | None = None) -> Tensor:
     """Unbiased (n - 1) standard deviation over the unmasked entries, like ``Tensor.std``; 0 if n < 2."""
     if mask is None:
         mask = torch.ones_like(values, dtype=torch.bool)
-    mask = mask.bool()
-    n = mask.sum()
-    deviations = torch.where(mask, values - masked_mean(values, mask), torch.zeros_like(values))
+    n = mask.bool().sum()
+    deviations = zero_masked(values - masked_mean(values, mask), mask)
     return ((deviations ** 2).sum() / (n - 1).clamp(min=1)).sqrt() * (n > 1)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Advantages: GAE (arXiv 1506.02438, eqs. 11-16)
+# Advantages: truncated GAE (PPO paper eqs. 11-12, after arXiv 1506.02438)
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -118,9 +117,9 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor | flo
     advantages = []
     running = torch.zeros_like(rewards[0])
     for t in reversed(range(rewards.shape[0])):
-        # TD error: δ_t = r_t + γ V(s_{t+1}) (1 - done_t) - V(s_t)
+        # eq. 12, TD error: δ_t = r_t + γ V(s_{t+1}) (1 - done_t) - V(s_t)
         delta = rewards[t] + gamma * next_value * not_done[t] - values[t]
-        # GAE recursion (eq. 16 summed backwards): Â_t = δ_t + γλ (1 - done_t) Â_{t+1}
+        # eq. 11, Â_t = δ_t + (γλ) δ_{t+1} + ..., summed backwards: Â_t = δ_t + γλ (1 - done_t) Â_{t+1}
         running = delta + gamma * lam * not_done[t] * running
         advantages.append(running)
         next_value = values[t]
@@ -166,7 +165,7 @@ def ppo_policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Te
 
     ``logp`` is log π_θ(a_t|s_t) with gradient, ``old_logp`` the same under the policy that sampled.
     """
-    logp, old_logp, advantages = (_zero_masked(x, mask) for x in (logp, old_logp, advantages))
+    logp, old_logp, advantages = (zero_masked(x, mask) for x in (logp, old_logp, advantages))
     # probability ratio: ρ_t(θ) = π_θ(a_t|s_t) / π_θold(a_t|s_t) = exp(log π_θ - log π_θold)
     ratio = torch.exp(logp - old_logp)
     # L^CLIP (eq. 7), negated
@@ -179,7 +178,7 @@ def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Te
 
     Clipped form (OpenAI baselines, CleanRL): ½ max((V - R)², (V_old + clip(V - V_old, -ε, ε) - R)²).
     """
-    values, old_values, returns = (_zero_masked(x, mask) for x in (values, old_values, returns))
+    values, old_values, returns = (zero_masked(x, mask) for x in (values, old_values, returns))
     unclipped = (values - returns) ** 2
     if not clip_vloss:
         return 0.5 * masked_mean(unclipped, mask)
@@ -190,7 +189,7 @@ def ppo_value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Te
 
 def entropy_bonus(entropy: Tensor, mask: Tensor | None = None) -> Tensor:
     """S[π_θ](s_t) of eq. 9: the policy's entropy, mean over unmasked steps."""
-    return masked_mean(_zero_masked(entropy, mask), mask)
+    return masked_mean(entropy, mask)
 
 
 def ppo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, values: Tensor, old_values: Tensor,
@@ -214,7 +213,7 @@ def ppo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, values: Tensor,
     # eq. 9: maximise L^CLIP - c1 L^VF + c2 S  <=>  minimise the line below
     loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy_mean
     with torch.no_grad():
-        log_ratio = _zero_masked(logp, mask) - _zero_masked(old_logp, mask)
+        log_ratio = zero_masked(logp, mask) - zero_masked(old_logp, mask)
         ratio = log_ratio.exp()
         stats = {
             "policy_loss": policy_loss.detach(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import itertools
 import math
 import textwrap
 
@@ -186,6 +187,28 @@ def test_dapo_normalises_by_the_accumulated_token_count():
     assert (parts[0] + parts[1]).item() == pytest.approx(full.item())  # (-2.8 + 3.4) / 5
 
 
+def test_sequence_level_ratios_keep_masked_garbage_out_of_the_gradient():
+    # one ratio per row couples all its tokens, so NaN advantages and log-probs in a masked slot
+    # would reach every token of the row unless they are zeroed first
+    logp = _logp()
+    with torch.no_grad():
+        logp[1, 2] = float("nan")
+    advantages = torch.tensor([[1.0, 1.0, 1.0], [-2.0, -2.0, float("nan")]])
+    config = GRPOConfig(importance_sampling_level="sequence")
+    loss, _ = grpo_loss(logp, OLD, advantages, MASK, config=config)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logp.grad).all()
+    assert logp.grad[1, 2].item() == 0.0
+
+
+@pytest.mark.parametrize("loss_type", sorted(EXPECTED))
+def test_aggregate_loss_ignores_nan_in_masked_slots(loss_type):
+    # token losses [[1, 2, NaN]] with the NaN masked: grpo/bnpo/dapo mean 1.5, dr_grpo 3 / (1 x 4)
+    token_loss = torch.tensor([[1.0, 2.0, float("nan")]])
+    loss = aggregate_loss(token_loss, torch.tensor([[1, 1, 0]]), loss_type, max_completion_length=4)
+    assert loss.item() == pytest.approx(0.75 if loss_type == "dr_grpo" else 1.5)
+
+
 def test_aggregate_loss_rejects_an_unknown_loss_type():
     with pytest.raises(ValueError, match="loss_type"):
         aggregate_loss(torch.zeros(1, 1), torch.ones(1, 1), "sum", 4)
@@ -225,7 +248,7 @@ def test_one_adam_step_on_the_grpo_loss_favours_the_better_completion():
 def test_every_config_field_has_a_docstring(config_class):
     # rsim documents config fields with the string literal right under each field (CleanRL style)
     body = ast.parse(textwrap.dedent(inspect.getsource(config_class))).body[0].body
-    documented = {node.target.id for node, after in zip(body, body[1:])
+    documented = {node.target.id for node, after in itertools.pairwise(body)
                   if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
                   and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)}
     assert set(config_class.__dataclass_fields__) == documented
