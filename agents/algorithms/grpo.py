@@ -202,8 +202,9 @@ def grpo_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor, 
     mask = mask.bool()
     if advantages.ndim == 1:
         advantages = advantages.unsqueeze(1)  # Â_{i,t} = Â_i for every token t
-    # padding may hold NaN or -inf: zero it before any arithmetic so it cannot reach the gradient
-    logp = zero_masked(logp, mask)
+    # padding may hold NaN or -inf: zero it before any arithmetic so it cannot reach the gradient;
+    # compute in float32, since bfloat16 log-probs make exp(log-ratio) too coarse near the clip
+    logp = zero_masked(logp.float(), mask)
     old_logp = zero_masked(old_logp.to(logp.dtype), mask)
     advantages = zero_masked(advantages.to(logp.dtype).expand_as(logp), mask)
 

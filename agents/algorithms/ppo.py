@@ -165,7 +165,8 @@ def ppo_policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Te
 
     ``logp`` is log π_θ(a_t|s_t) with gradient, ``old_logp`` the same under the policy that sampled.
     """
-    logp, old_logp, advantages = (zero_masked(x, mask) for x in (logp, old_logp, advantages))
+    # float32: bfloat16 log-probs make exp(log-ratio) too coarse near the clip
+    logp, old_logp, advantages = (zero_masked(x.float(), mask) for x in (logp, old_logp, advantages))
     # probability ratio: ρ_t(θ) = π_θ(a_t|s_t) / π_θold(a_t|s_t) = exp(log π_θ - log π_θold)
     ratio = torch.exp(logp - old_logp)
     # L^CLIP (eq. 7), negated

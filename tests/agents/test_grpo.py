@@ -158,6 +158,13 @@ def test_beta_without_a_reference_is_refused():
         grpo_loss(_logp(), OLD, ADV, MASK, config=GRPOConfig(beta=0.1))
 
 
+def test_bfloat16_log_probs_give_a_float32_loss_and_gradient():
+    logp = _logp().detach().bfloat16().requires_grad_(True)
+    loss, _ = grpo_loss(logp, OLD.bfloat16(), ADV, MASK, config=GRPOConfig())
+    loss.backward()
+    assert loss.dtype == torch.float32 and logp.grad.dtype == torch.bfloat16
+
+
 def test_per_token_advantages_are_accepted():
     per_token = ADV[:, None].expand(2, 3)
     a, _ = grpo_loss(_logp(), OLD, per_token, MASK, config=GRPOConfig())
