@@ -9,12 +9,14 @@ How a call runs:
    ``base``). Its KV cache, kept from the previous call, covers all of those tokens except the last
    sampled one; only the uncovered tokens (the last sampled token and the injected strategy text,
    typically 20-40 tokens) go through the model.
-2. The episodes' caches are stacked into one batched ``DynamicCache``, left-padded to the longest,
-   and the new tokens are left-padded the same way, so a row reads
+2. The episodes' caches are stacked into one batched cache, left-padded to the longest, and the
+   new tokens are left-padded the same way, so a row reads
    ``[pad | cached | pad | new]``. A 2-D attention mask hides the pads and explicit position ids
    give every real token its true position, so each row computes exactly what it would alone
    (cached keys already carry their rotary positions, so where a row sits in the batch is free).
 3. A tight decode loop under ``torch.inference_mode()`` feeds one token per row per forward pass.
+   The batched cache is allocated once for the whole call, so each token's keys and values are
+   written in place (transformers' ``DynamicCache`` copies the whole cache at every token).
    Stopping is checked on the decoded text of each row after every token (a handful of microseconds
    against tens of milliseconds per forward). Finished rows stay in the batch with their mask
    entries off until half the batch is done, then the batch is compacted: copying the cache for every
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+from transformers.cache_utils import Cache, DynamicLayer
 
 from agents.backends.base import (
     ContextLengthError,
@@ -92,7 +95,9 @@ class TransformersBackend(ReasonerBackend):
         self.add_special_tokens = add_special_tokens
         self._kv: dict[EpisodeKey, _LayerKV] = {}
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._max_positions = getattr(model.config, "max_position_embeddings", None)
+        text_config = model.config.get_text_config(decoder=True)
+        self._n_layers = text_config.num_hidden_layers
+        self._max_positions = getattr(text_config, "max_position_embeddings", None)
         # transformers 5 renamed ``past_key_values`` to ``cache``; accept either generation.
         parameters = inspect.signature(model.forward).parameters
         self._cache_kwarg = "cache" if "cache" in parameters else "past_key_values"
@@ -131,7 +136,7 @@ class TransformersBackend(ReasonerBackend):
         eos = self.eos_token_ids(config)
         rows = [self._start_row(request, config) for request in requests]
         with torch.inference_mode():
-            logits, cache, mask, positions = self._prefill(rows)
+            logits, cache, mask, positions = self._prefill(rows, config.max_new_tokens)
             batch = list(range(len(rows)))  # batch position -> row index
             for n_tokens in range(1, config.max_new_tokens + 1):
                 tokens, logprobs = _sample(logits, config, [rows[i].generator for i in batch])
@@ -176,10 +181,8 @@ class TransformersBackend(ReasonerBackend):
             generator = torch.Generator().manual_seed(request.seed)
         return _Row(request=request, reused=reused, kv=kv, generator=generator)
 
-    def _prefill(self, rows: list[_Row]) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
+    def _prefill(self, rows: list[_Row], max_new_tokens: int) -> tuple[torch.Tensor, Any, torch.Tensor, torch.Tensor]:
         """Run every row's uncached tokens; return last logits, the batched cache, mask and next positions."""
-        from transformers import DynamicCache
-
         device = self.device
         n_cached = max(row.reused for row in rows)
         n_new = max(len(row.request.prompt_token_ids) - row.reused for row in rows)
@@ -193,30 +196,29 @@ class TransformersBackend(ReasonerBackend):
             positions[b, n_new - len(new):] = torch.arange(row.reused, row.reused + len(new))
             mask[b, n_cached - row.reused:n_cached] = 1
             mask[b, n_cached + n_new - len(new):] = 1
+        # Room for the whole call: decoding then writes each token in place (see _PreallocatedLayer).
+        capacity = n_cached + n_new + max_new_tokens
+        cache = Cache(layers=[_PreallocatedLayer(capacity) for _ in range(self._n_layers)])
         if n_cached:
-            cache = DynamicCache(self._stack_caches(rows, n_cached), config=self.model.config)
-        else:
-            cache = DynamicCache(config=self.model.config)
+            self._load_rows(cache, rows, n_cached)
         for row in rows:
             row.kv = None  # the batched cache holds the reused part now
         mask, positions = mask.to(device), positions.to(device)
         logits = self._forward(input_ids.to(device), mask, positions, cache)
         return logits, cache, mask, positions[:, -1] + 1
 
-    def _stack_caches(self, rows: list[_Row], n_cached: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per layer, every row's reused keys/values right-aligned in a zero-padded batch tensor."""
+    @staticmethod
+    def _load_rows(cache: Any, rows: list[_Row], n_cached: int) -> None:
+        """Write every row's reused keys/values, right-aligned, into the cache's first ``n_cached`` columns."""
         template = next(row.kv for row in rows if row.kv is not None and row.reused)
-        layers = []
-        for layer, (keys, values) in enumerate(template):
-            shape = (len(rows), keys.shape[1], n_cached, keys.shape[3])
-            batch_keys, batch_values = keys.new_zeros(shape), values.new_zeros(shape)
+        for index, layer in enumerate(cache.layers):
+            layer.allocate(len(rows), *template[index])
             for b, row in enumerate(rows):
                 if row.reused:
-                    row_keys, row_values = row.kv[layer]
-                    batch_keys[b, :, n_cached - row.reused:] = row_keys[0, :, :row.reused]
-                    batch_values[b, :, n_cached - row.reused:] = row_values[0, :, :row.reused]
-            layers.append((batch_keys, batch_values))
-        return layers
+                    row_keys, row_values = row.kv[index]
+                    layer.key_buffer[b, :, n_cached - row.reused:n_cached] = row_keys[0, :, :row.reused]
+                    layer.value_buffer[b, :, n_cached - row.reused:n_cached] = row_values[0, :, :row.reused]
+            layer.set_length(n_cached)
 
     def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any) -> torch.Tensor:
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=True,
@@ -280,6 +282,59 @@ class TransformersBackend(ReasonerBackend):
 
     def _ids(self, item: str | Sequence[int], *, at_start: bool) -> list[int]:
         return self._encode(item, at_start=at_start) if isinstance(item, str) else [int(t) for t in item]
+
+
+class _PreallocatedLayer(DynamicLayer):
+    """A ``DynamicLayer`` whose keys and values live in buffers sized for the whole call.
+
+    ``DynamicLayer`` appends with ``torch.cat``, which copies the layer's entire cache at every token:
+    O(context) memory traffic per token and layer, a large share of CPU decoding time once contexts
+    reach a few hundred tokens (as rSIM episodes do). A call knows its final length in advance
+    (reused context + new tokens + ``max_new_tokens``), so this layer writes each token in place and
+    hands attention a view of the filled part.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+        self.key_buffer: torch.Tensor | None = None
+        self.value_buffer: torch.Tensor | None = None
+
+    def allocate(self, batch: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Create zeroed buffers for ``batch`` rows, shaped (heads, head_dim) and typed like ``keys``/``values``."""
+        super().lazy_initialization(keys, values)
+        self.key_buffer = keys.new_zeros((batch, keys.shape[1], self.capacity, keys.shape[3]))
+        self.value_buffer = values.new_zeros((batch, values.shape[1], self.capacity, values.shape[3]))
+        self.set_length(0)
+
+    def set_length(self, length: int) -> None:
+        self.length = length
+        self.keys = self.key_buffer[:, :, :length]
+        self.values = self.value_buffer[:, :, :length]
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.allocate(key_states.shape[0], key_states, value_states)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            raise RuntimeError(f"KV buffer overflow ({end} > {self.capacity} tokens); this is a bug in rsim.")
+        self.key_buffer[:, :, self.length:end] = key_states
+        self.value_buffer[:, :, self.length:end] = value_states
+        self.set_length(end)
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self.key_buffer, self.value_buffer = self.key_buffer[indices], self.value_buffer[indices]
+            self.set_length(self.length)
 
 
 def _sample(logits: torch.Tensor, config: GenerationConfig,
