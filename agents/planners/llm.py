@@ -124,7 +124,11 @@ class LLMPlanner(nn.Module):
         self.head_kind = head
         self.temperature = float(temperature)
         self.tokenizer = tokenizer
-        self.chat = prompt_format == "chat" or (prompt_format == "auto" and bool(getattr(tokenizer, "chat_template", None)))
+        has_template = bool(getattr(tokenizer, "chat_template", None))
+        if prompt_format == "chat" and not has_template:
+            raise ConfigError("prompt_format='chat' needs a tokenizer with a chat template; this one has none, so use "
+                              "'plain' (or 'auto').")
+        self.chat = prompt_format == "chat" or (prompt_format == "auto" and has_template)
         self.model = self._with_lora(model, lora_r, lora)
         self.device = next(self.model.parameters()).device
         hidden = self.model.config.hidden_size
@@ -395,6 +399,7 @@ class LLMPlanner(nn.Module):
         planner.value_head.load_state_dict({k.removeprefix("value_head."): v for k, v in heads.items()
                                             if k.startswith("value_head.")})
         if planner.head is not None:
-            planner.head.load_state_dict({k.removeprefix("head."): v for k, v in heads.items() if k.startswith("head.")})
+            planner.head.load_state_dict({k.removeprefix("head."): v for k, v in heads.items()
+                                          if k.startswith("head.")})
         return planner
 
