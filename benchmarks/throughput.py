@@ -150,7 +150,7 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
         config = AutoConfig.for_model(shape.pop("model_type"), vocab_size=len(tokenizer), **shape,
                                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                       pad_token_id=tokenizer.pad_token_id)
-        model = random_causal_lm(config).to(device=args.device, dtype=model.dtype)
+        model = random_causal_lm(config, device=args.device).to(dtype=model.dtype)
     return model, tokenizer
 
 

@@ -134,7 +134,9 @@ class TransformersBackend(ReasonerBackend):
     # -- generation -------------------------------------------------------------------------------
     def _generate(self, requests: list[StepRequest], config: GenerationConfig) -> list[StepOutput]:
         eos = self.eos_token_ids(config)
-        rows = [self._start_row(request, config) for request in requests]
+        for request in requests:  # check every episode before touching any cache
+            self._check_length(request, config)
+        rows = [self._start_row(request) for request in requests]
         with torch.inference_mode():
             logits, cache, mask, positions = self._prefill(rows, config.max_new_tokens)
             batch = list(range(len(rows)))  # batch position -> row index
@@ -163,7 +165,7 @@ class TransformersBackend(ReasonerBackend):
             self._store(cache, mask, [(i, b) for b, i in enumerate(batch)], rows)
         return [self._finish(row) for row in rows]
 
-    def _start_row(self, request: StepRequest, config: GenerationConfig) -> _Row:
+    def _check_length(self, request: StepRequest, config: GenerationConfig) -> None:
         n_context = len(request.prompt_token_ids)
         if self._max_positions is not None and n_context + config.max_new_tokens > self._max_positions:
             raise ContextLengthError(
@@ -171,11 +173,13 @@ class TransformersBackend(ReasonerBackend):
                 f"{config.max_new_tokens} that exceeds the model's {self._max_positions} positions. "
                 "Shorten the prompt, lower max_new_tokens or end the episode."
             )
+
+    def _start_row(self, request: StepRequest) -> _Row:
         kv = None if self.full_reencode else self._kv.pop(request.key, None)
         reused = 0
         if kv is not None:
             # At least one token must go through the model to give the next token's logits.
-            reused = min(request.shared_tokens, kv[0][0].shape[2], n_context - 1)
+            reused = min(request.shared_tokens, kv[0][0].shape[2], len(request.prompt_token_ids) - 1)
         generator = None
         if request.seed is not None:
             generator = torch.Generator().manual_seed(request.seed)

@@ -266,6 +266,16 @@ def test_bad_input_raises_clear_errors(make_backend):
     assert backend.generate_step({}) == {}
 
 
+def test_a_rejected_batch_keeps_the_other_episodes_caches(make_backend):
+    config = GenerationConfig(max_new_tokens=4, temperature=0.0, **RUN_ON)
+    backend = make_backend()
+    first = backend.generate_step({0: PROMPTS[0]}, config)[0]
+    follow_up = PROMPTS[0] + first.text + INJECTIONS[0]
+    with pytest.raises(ContextLengthError, match="Episode 1"):
+        backend.generate_step({0: follow_up, 1: "many words " * 3000}, config)
+    assert backend.generate_step({0: follow_up}, config)[0].cached_tokens > 0
+
+
 @pytest.mark.parametrize("kwargs", [dict(max_new_tokens=0), dict(temperature=-1.0), dict(top_p=0.0),
                                     dict(delimiter=""), dict(answer_patterns=("(",))])
 def test_generation_config_rejects_bad_values(kwargs):
