@@ -7,6 +7,7 @@ answer patterns and end-of-sequence ids chosen from what it actually generates.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -143,7 +144,7 @@ def test_sampling_with_a_seed_is_reproducible_and_independent_of_the_batch(make_
     first = run_episodes(make_backend(), PROMPTS, config, steps=2)
     again = run_episodes(make_backend(), PROMPTS, config, steps=2)
     alone = run_episodes(make_backend(), {2: PROMPTS[2]}, config, steps=2)
-    other_seed = run_episodes(make_backend(), PROMPTS, GenerationConfig(**{**config.__dict__, "seed": 12}), steps=2)
+    other_seed = run_episodes(make_backend(), PROMPTS, dataclasses.replace(config, seed=12), steps=2)
     tokens = lambda history: {k: [o.token_ids for o in v] for k, v in history.items()}  # noqa: E731
     assert tokens(first) == tokens(again)
     assert tokens(alone)[2] == tokens(first)[2]
