@@ -62,7 +62,9 @@ class TrainConfig:
     two_stage_fraction: float = 0.5
     """``two-stage``: share of each stage's updates that are planner-only before switching to joint."""
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
-    """GRPO's clip range, KL coefficient, loss aggregation and reward scaling (TRL names)."""
+    """GRPO's clip range, KL coefficient, loss aggregation and reward scaling (TRL names). Its
+    ``num_generations``, ``temperature`` and ``num_iterations`` are kept equal to ``group_size``,
+    ``temperature`` and ``epochs``; learning rates are ``planner_lr``/``reasoner_lr``."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
     """PPO's discount, GAE lambda, clip ranges and loss coefficients (CleanRL names)."""
     max_steps: int = 4
@@ -97,6 +99,8 @@ class TrainConfig:
             self.grpo = _build(GRPOConfig, self.grpo, "grpo")
         if isinstance(self.ppo, dict):
             self.ppo = _build(PPOConfig, self.ppo, "ppo")
+        self.grpo = dataclasses.replace(self.grpo, num_generations=self.group_size, temperature=self.temperature,
+                                        num_iterations=self.epochs, max_completion_length=self.max_new_tokens * self.max_steps)
         if isinstance(self.suites, str):
             self.suites = [self.suites]
         if isinstance(self.baselines, str):
