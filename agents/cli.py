@@ -152,8 +152,9 @@ def _ask_strategy(stdin: TextIO, strategies: rsim_env.StrategySet, legal: Sequen
 
 def cmd_eval(args: argparse.Namespace) -> int:
     env_id = _env_id(args)
-    env = rsim_env.make(env_id, wrapped=False, split=args.split)
-    planners = [make_planner(name, env.strategies, device=args.device) for name in args.planner]
+    env = rsim_env.make(env_id, wrapped=False, split=args.split, **_env_overrides(args))
+    planners = [make_planner(name, env.strategies, seed=args.seed, device=args.device, dtype=args.dtype)
+                for name in args.planner]
     reasoner = make_reasoner(args.reasoner, env, seed=args.seed, device=args.device, dtype=args.dtype)
     config = RolloutConfig(batch_size=args.batch_size, greedy=args.greedy_planner, generation=_generation(args),
                            seed=args.seed)
@@ -219,7 +220,17 @@ def _env_id(args: argparse.Namespace) -> str:
 
 
 def _env_overrides(args: argparse.Namespace) -> dict:
-    return {k: v for k, v in (("max_steps", args.max_steps), ("max_tokens", args.max_tokens)) if v is not None}
+    """Env options from --max-steps, --max-tokens and --env-option KEY=VALUE (values read as YAML)."""
+    import yaml
+
+    options: dict = {}
+    for item in args.env_option or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RSIMError(f"--env-option {item!r} must look like KEY=VALUE, e.g. suite_kwargs={{max_terms: 2}}.")
+        options[key.strip()] = yaml.safe_load(raw)
+    options.update({k: v for k, v in (("max_steps", args.max_steps), ("max_tokens", args.max_tokens)) if v is not None})
+    return options
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -268,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
     p.add_argument("--max-steps", type=int, default=None, help="override the env's step cap")
     p.add_argument("--max-tokens", type=int, default=None, help="override the env's token budget")
+    p.add_argument("--env-option", action="append", metavar="KEY=VALUE",
+                   help="another env option (YAML value), e.g. 'suite_kwargs={max_terms: 2, max_digits: 1}'; repeatable")
     p.add_argument("--greedy-planner", action="store_true", help="planners pick their most likely strategy")
     p.add_argument("--out", default=None, help="results folder (default: runs/eval-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -8,9 +8,6 @@ head on the shared hidden layer serves PPO.
 
 from __future__ import annotations
 
-import io
-import json
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -18,21 +15,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.planners.base import PlannerOutput, StrategyMismatchError
-from rsim_env.atomic import write_bytes_atomic, write_json_atomic
+from agents.planners.base import (PlannerLoadError, PlannerOutput, check_strategies, count_steps, legal_masks,
+                                  masked_entropy, read_planner_file, write_directory_atomic)
+from rsim_env.atomic import write_json_atomic
 from rsim_env.strategies import StrategySet
 from rsim_env.wrappers import HashedWordEncoder
 
 KIND = "mlp"
-
-
-_STEP_LINE = re.compile(r"^Step \d+ \[\w+\]: ", re.MULTILINE)
-
-
-def count_steps(planner_text: str) -> int:
-    """How many steps the planner's observation text shows (``Step k [strategy]: ...`` lines)."""
-    _, _, steps = planner_text.partition("\nSteps so far:\n")
-    return len(_STEP_LINE.findall(steps))
 
 
 class MLPPlanner(nn.Module):
@@ -67,20 +56,12 @@ class MLPPlanner(nn.Module):
         rows = [self.encoder(o["text"], count_steps(o["text"]), self.max_steps) for o in observations]
         return torch.from_numpy(np.stack(rows))
 
-    @staticmethod
-    def _masks(observations: Sequence[Mapping[str, Any]]) -> torch.Tensor:
-        return torch.from_numpy(np.stack([np.asarray(o["action_mask"], bool) for o in observations]))
-
     def _log_probs(self, observations: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Masked log-probabilities [B, n] and the hidden layer [B, hidden]."""
+        masks = torch.from_numpy(legal_masks(observations, len(self.strategies)))
         hidden = self.body(self.features(observations))
-        logits = self.policy_head(hidden).masked_fill(~self._masks(observations), float("-inf"))
+        logits = self.policy_head(hidden).masked_fill(~masks, float("-inf"))
         return torch.log_softmax(logits, dim=-1), hidden
-
-    @staticmethod
-    def _entropy(log_probs: torch.Tensor) -> torch.Tensor:
-        probs = log_probs.exp()
-        return -(probs * log_probs.masked_fill(probs == 0, 0.0)).sum(-1)
 
     # -- the Planner interface ------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
@@ -99,14 +80,14 @@ class MLPPlanner(nn.Module):
                 actions = torch.multinomial(log_probs.exp(), 1, generator=self._generator).squeeze(-1)
             chosen = log_probs.gather(-1, actions[:, None]).squeeze(-1)
             return PlannerOutput(actions=actions.numpy().astype(np.int64), logprobs=chosen.numpy().astype(float),
-                                 entropy=self._entropy(log_probs).numpy().astype(float))
+                                 entropy=masked_entropy(log_probs).numpy().astype(float))
 
     def logprobs_and_entropy(self, observations: Sequence[Mapping[str, Any]],
                              actions: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Differentiable ``log pi(action | obs)`` and the policy's entropy, per observation."""
         log_probs, _ = self._log_probs(observations)
         actions = torch.as_tensor(actions, dtype=torch.long)
-        return log_probs.gather(-1, actions[:, None]).squeeze(-1), self._entropy(log_probs)
+        return log_probs.gather(-1, actions[:, None]).squeeze(-1), masked_entropy(log_probs)
 
     def value(self, observations: Sequence[Mapping[str, Any]]) -> torch.Tensor:
         """The value head's estimate per observation (for PPO)."""
@@ -116,33 +97,30 @@ class MLPPlanner(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
     # -- saving ----------------------------------------------------------------------------------------
-    def save(self, directory: str | Path) -> None:
-        """Write ``planner.json`` (kind, strategy set, sizes) and ``weights.pt`` into ``directory``."""
-        directory = Path(directory)
-        buffer = _state_bytes(self.state_dict())
-        write_bytes_atomic(directory / "weights.pt", buffer)
-        write_json_atomic(directory / "planner.json", {
-            "kind": KIND, "strategies": self.strategies.to_dict(), "fingerprint": self.strategies.fingerprint(),
-            "max_steps": self.max_steps, "hidden": self.hidden, "dim": self.dim,
-        })
+    def save(self, directory: str | Path) -> Path:
+        """Write ``planner.json`` (kind, strategy set, sizes) and ``weights.pt``, as one atomic directory."""
+        meta = {"kind": KIND, "strategies": self.strategies.to_dict(), "fingerprint": self.strategies.fingerprint(),
+                "max_steps": self.max_steps, "hidden": self.hidden, "dim": self.dim}
+
+        def build(tmp: Path) -> None:
+            torch.save(self.state_dict(), tmp / "weights.pt")
+            write_json_atomic(tmp / "planner.json", meta)
+
+        return write_directory_atomic(directory, build)
 
     @classmethod
     def load(cls, directory: str | Path, strategies: StrategySet | None = None) -> MLPPlanner:
-        """Load a saved planner; refuse it if ``strategies`` differs from the set it was trained with."""
-        directory = Path(directory)
-        meta = json.loads((directory / "planner.json").read_text())
-        saved = StrategySet.from_dict(meta["strategies"])
-        if strategies is not None and strategies.fingerprint() != saved.fingerprint():
-            raise StrategyMismatchError(
-                f"The planner in {directory} was trained with strategies {list(saved.names)}, but the environment "
-                f"uses {list(strategies.names)}. Evaluate it on an environment with its strategy set "
-                f"(pass strategies=<its planner.json set>) or train a planner for this set.")
+        """Load a saved planner; refuse it if ``strategies`` differs from the set it was trained with.
+
+        Raises:
+            StrategyMismatchError: ``strategies`` differs from the planner's own set.
+            PlannerLoadError: the directory holds no MLP planner.
+        """
+        meta = read_planner_file(directory)
+        if meta["kind"] != KIND:
+            raise PlannerLoadError(f"{str(directory)!r} holds a {meta['kind']!r} planner, not an MLP planner; "
+                                   "load it with agents.planners.load_planner.")
+        saved = check_strategies(StrategySet.from_dict(meta["strategies"]), strategies, directory)
         planner = cls(saved, max_steps=meta["max_steps"], hidden=meta["hidden"], dim=meta["dim"])
-        planner.load_state_dict(torch.load(directory / "weights.pt", weights_only=True))
+        planner.load_state_dict(torch.load(Path(directory) / "weights.pt", weights_only=True))
         return planner
-
-
-def _state_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(dict(state), buffer)
-    return buffer.getvalue()

@@ -66,7 +66,11 @@ class TrainConfig:
     ``num_generations``, ``temperature`` and ``num_iterations`` are kept equal to ``group_size``,
     ``temperature`` and ``epochs``; learning rates are ``planner_lr``/``reasoner_lr``."""
     ppo: PPOConfig = field(default_factory=PPOConfig)
-    """PPO's discount, GAE lambda, clip ranges and loss coefficients (CleanRL names)."""
+    """PPO's discount, GAE lambda, clip ranges, loss coefficients and minibatches per epoch (CleanRL
+    names). Its ``update_epochs`` is kept equal to ``epochs``; learning rates are ``planner_lr``/``reasoner_lr``."""
+    env_options: dict[str, Any] = field(default_factory=dict)
+    """More ``rsim_env.make`` options for every suite, e.g. ``{suite_kwargs: {max_terms: 2}}`` to make a
+    reasoning-gym suite easier, or ``{rewards: {r_penalty: 0.05}}``."""
     max_steps: int = 4
     """The env's step cap (planner decisions per episode)."""
     max_tokens: int = 512
@@ -101,6 +105,7 @@ class TrainConfig:
             self.ppo = _build(PPOConfig, self.ppo, "ppo")
         self.grpo = dataclasses.replace(self.grpo, num_generations=self.group_size, temperature=self.temperature,
                                         num_iterations=self.epochs, max_completion_length=self.max_new_tokens * self.max_steps)
+        self.ppo = dataclasses.replace(self.ppo, update_epochs=self.epochs)
         if isinstance(self.suites, str):
             self.suites = [self.suites]
         if isinstance(self.baselines, str):
@@ -109,6 +114,11 @@ class TrainConfig:
             raise ConfigError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
         if self.algorithm not in ALGORITHMS:
             raise ConfigError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}.")
+        if not isinstance(self.env_options, dict):
+            raise ConfigError(f"env_options must be a mapping of env options, got {self.env_options!r}.")
+        clash = sorted({"max_steps", "max_tokens", "split"} & set(self.env_options))
+        if clash:
+            raise ConfigError(f"Set {clash} as top-level config fields, not inside env_options.")
         if not self.suites:
             raise ConfigError("suites must name at least one environment id.")
         for name in ("updates", "groups_per_update", "group_size", "batch_size", "epochs", "alternating_k",

@@ -103,7 +103,7 @@ class LeaderFollowerTrainer:
         self.config = config
         self.progress = progress
         self.run_dir = Path(config.out)
-        self.strategies = rsim_env.make(config.suites[0], wrapped=False).strategies
+        self.strategies = rsim_env.make(config.suites[0], wrapped=False, **config.env_options).strategies
         torch.manual_seed(config.seed)
         self.sim_reasoner = None
         self.reasoner = reasoner if reasoner is not None else self._build_reasoner()
@@ -224,7 +224,12 @@ class LeaderFollowerTrainer:
         return self.finish()
 
     def update(self, env_id: str, position: Position, learners: set[str]) -> dict[str, Any]:
-        """One rollout and the gradient steps of ``learners``; returns the update's metrics."""
+        """One rollout and the gradient steps of ``learners``; returns the update's metrics.
+
+        Targets (advantages; for PPO also returns and old values) are computed once on the whole batch,
+        then ``epochs`` passes each take one gradient step per minibatch (PPO: ``ppo.num_minibatches``
+        minibatches of whole episodes in a seeded random order; GRPO: the whole batch).
+        """
         c = self.config
         seed = update_seed(c.seed, position)
         if self.sim_reasoner is not None:
@@ -232,10 +237,16 @@ class LeaderFollowerTrainer:
         started = time.perf_counter()
         trajectories = self._rollout(env_id, c.episodes_per_update, seed, greedy=False)
         rollout_seconds = time.perf_counter() - started
+        targets = self.targets(trajectories, learners)
+        minibatches = min(c.ppo.num_minibatches, len(trajectories)) if c.algorithm == "ppo" else 1
+        generator = torch.Generator().manual_seed(seed)
         losses: dict[str, float] = {}
         stats: dict[str, float] = {}
         for _ in range(c.epochs):
-            losses, stats = self.optimise(trajectories, learners)
+            order = torch.randperm(len(trajectories), generator=generator) if minibatches > 1 else torch.arange(len(trajectories))
+            for chunk in torch.tensor_split(order, minibatches):
+                picked = [int(i) for i in chunk]
+                losses, stats = self.optimise([trajectories[i] for i in picked], [targets[i] for i in picked], learners)
         if REASONER in learners and hasattr(self.reasoner, "reset"):
             self.reasoner.reset()  # cached keys/values were computed by the old weights
         seconds = time.perf_counter() - started
@@ -266,11 +277,60 @@ class LeaderFollowerTrainer:
                                greedy=greedy, generation=generation, split=split, seed=seed)
         return rollout(env_id, planner or self.rollout_planner, self.reasoner, episodes=episodes, config=config,
                        task_indices=task_indices,
-                       env_kwargs={"max_steps": c.max_steps, "max_tokens": c.max_tokens, "split": split})
+                       env_kwargs={**c.env_options, "max_steps": c.max_steps, "max_tokens": c.max_tokens,
+                                   "split": split})
+
+    # -- targets ------------------------------------------------------------------------------------
+    def targets(self, trajectories: Sequence[Trajectory], learners: set[str]) -> list[dict[str, Any]]:
+        """Per-episode learning targets, computed once per update before any gradient step.
+
+        GRPO: ``<agent>_advantage``, the episode's group-relative advantage (one number). PPO:
+        ``<agent>_advantage``, ``<agent>_return`` and ``<agent>_value`` tensors per decision (planner)
+        or per reasoner token position (reasoner), from GAE over the values before the update.
+        """
+        c = self.config
+        out: list[dict[str, Any]] = [{} for _ in trajectories]
+        for agent in sorted(learners):
+            rewards = torch.tensor([t.rewards[agent] for t in trajectories], dtype=torch.float32)
+            if c.algorithm == "grpo":
+                advantages = group_advantages(rewards, c.group_size, scale=c.grpo.scale_rewards)
+                for row, advantage in zip(out, advantages):
+                    row[f"{agent}_advantage"] = advantage
+                continue
+            per_episode = self._planner_values(trajectories) if agent == PLANNER else self._reasoner_values(trajectories)
+            for row, values, reward in zip(out, per_episode, rewards):
+                if values is None:
+                    continue
+                step_rewards = torch.zeros(len(values))
+                step_rewards[-1] = reward  # the reward is terminal: all on the last decision / token
+                advantage, returns = gae_episode(step_rewards, values, c.ppo.gamma, c.ppo.gae_lambda)
+                row.update({f"{agent}_advantage": advantage, f"{agent}_return": returns, f"{agent}_value": values})
+        return out
+
+    @torch.no_grad()
+    def _planner_values(self, trajectories: Sequence[Trajectory]) -> list[torch.Tensor]:
+        values = self.planner_value(_planner_observations(trajectories)).float().cpu()
+        return list(torch.split(values, [len(t.decisions) for t in trajectories]))
+
+    @torch.no_grad()
+    def _reasoner_values(self, trajectories: Sequence[Trajectory]) -> list[torch.Tensor | None]:
+        """V at every position that predicts a generated token, per episode (``None``: no such token)."""
+        sequences = self._reasoner_sequences(trajectories)
+        out: list[torch.Tensor | None] = [None] * len(trajectories)
+        keep = [i for i, s in enumerate(sequences) if sum(s[1]) > 0]
+        for start in range(0, len(keep), REASONER_MICRO_BATCH):
+            chunk = keep[start:start + REASONER_MICRO_BATCH]
+            ids, mask, _ = _right_pad([sequences[i] for i in chunk], self._pad_id())
+            _, _, hidden = self._token_logprobs(ids, mask, hidden=True)
+            values = self.reasoner_value_head(hidden[:, :-1]).squeeze(-1).float().cpu()
+            for row, i in enumerate(chunk):
+                out[i] = values[row][mask[row, 1:] == 1]
+        return out
 
     # -- losses -------------------------------------------------------------------------------------
-    def optimise(self, trajectories: Sequence[Trajectory], learners: set[str]) -> tuple[dict[str, float], dict[str, float]]:
-        """One gradient step for each of ``learners`` on this batch (joint: one combined objective)."""
+    def optimise(self, trajectories: Sequence[Trajectory], targets: Sequence[dict[str, Any]],
+                 learners: set[str]) -> tuple[dict[str, float], dict[str, float]]:
+        """One gradient step for each of ``learners`` on these episodes (joint: one combined objective)."""
         weights = {PLANNER: 1.0, REASONER: 1.0}
         if learners == {PLANNER, REASONER}:
             weights = {PLANNER: self.config.joint_lambda, REASONER: 1.0 - self.config.joint_lambda}
@@ -279,11 +339,12 @@ class LeaderFollowerTrainer:
         losses: dict[str, float] = {}
         stats: dict[str, float] = {}
         if PLANNER in learners:
-            loss, stats = self.planner_loss(trajectories)
+            loss, stats = self.planner_loss(trajectories, targets)
             (weights[PLANNER] * loss).backward()
-            losses[PLANNER] = float(loss)
+            losses[PLANNER] = loss.item()
         if REASONER in learners:
-            losses[REASONER] = self.reasoner_loss(trajectories, backward_weight=weights[REASONER])
+            losses[REASONER], reasoner_stats = self.reasoner_loss(trajectories, targets, backward_weight=weights[REASONER])
+            stats = {**reasoner_stats, **stats}
         for name in learners:
             params = [p for group in self.optimizers[name].param_groups for p in group["params"]]
             torch.nn.utils.clip_grad_norm_(params, self._max_grad_norm())
@@ -293,96 +354,90 @@ class LeaderFollowerTrainer:
     def _max_grad_norm(self) -> float:
         return self.config.grpo.max_grad_norm if self.config.algorithm == "grpo" else self.config.ppo.max_grad_norm
 
-    def planner_loss(self, trajectories: Sequence[Trajectory]) -> tuple[torch.Tensor, dict[str, float]]:
-        """GRPO or PPO loss of the planner on one batch (one action per decision)."""
-        observations = [{"text": d.planner_text, "action_mask": d.action_mask} for t in trajectories for d in t.decisions]
+    def planner_loss(self, trajectories: Sequence[Trajectory], targets: Sequence[dict[str, Any]]
+                     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """GRPO or PPO loss of the planner on these episodes (one action per decision)."""
+        observations = _planner_observations(trajectories)
         actions = [d.strategy for t in trajectories for d in t.decisions]
-        old = torch.tensor([d.planner_logprob for t in trajectories for d in t.decisions], dtype=torch.float32)
-        logp, entropy = self.planner.logprobs_and_entropy(observations, actions)
         lengths = [len(t.decisions) for t in trajectories]
-        rewards = torch.tensor([t.rewards[PLANNER] for t in trajectories], dtype=torch.float32)
+        old = _pad(torch.tensor([d.planner_logprob for t in trajectories for d in t.decisions]), lengths)[0]
+        logp, entropy = self.planner.logprobs_and_entropy(observations, actions)
+        logp, mask = _pad(logp, lengths)
         if self.config.algorithm == "grpo":
             ref = None
             if PLANNER in self.references:
                 with torch.no_grad():
                     ref = _pad(self.references[PLANNER].logprobs_and_entropy(observations, actions)[0], lengths)[0]
-            advantages = group_advantages(rewards, self.config.group_size, scale=self.config.grpo.scale_rewards)
-            logp_pad, mask = _pad(logp, lengths)
-            loss, stats = grpo_loss(logp_pad, _pad(old, lengths)[0], advantages, mask, ref_logp=ref,
-                                    config=self.config.grpo)
+            advantages = torch.stack([t[f"{PLANNER}_advantage"] for t in targets])
+            loss, stats = grpo_loss(logp, old, advantages, mask, ref_logp=ref, config=self.config.grpo)
             return loss, _floats(stats)
-        values = self.planner_value(observations)
-        with torch.no_grad():
-            old_values = values.detach()
-            adv, ret = self._episode_gae(old_values, lengths, rewards)
-        logp_pad, mask = _pad(logp, lengths)
-        loss, stats = ppo_loss(logp_pad, _pad(old, lengths)[0], _pad(adv, lengths)[0], _pad(values, lengths)[0],
-                               _pad(old_values, lengths)[0], _pad(ret, lengths)[0], _pad(entropy, lengths)[0],
+        values = _pad(self.planner_value(observations), lengths)[0]
+        advantages, returns, old_values = (_pad(torch.cat([t[f"{PLANNER}_{k}"] for t in targets]), lengths)[0]
+                                           for k in ("advantage", "return", "value"))
+        loss, stats = ppo_loss(logp, old, advantages, values, old_values, returns, _pad(entropy, lengths)[0],
                                mask=mask, config=self.config.ppo)
         return loss, _floats(stats)
 
-    def _episode_gae(self, values: torch.Tensor, lengths: Sequence[int], rewards: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-episode GAE with the terminal reward on each episode's last element."""
-        advantages, returns, start = [], [], 0
-        for length, reward in zip(lengths, rewards):
-            r = torch.zeros(length)
-            r[-1] = reward
-            a, ret = gae_episode(r, values[start:start + length], self.config.ppo.gamma, self.config.ppo.gae_lambda)
-            advantages.append(a)
-            returns.append(ret)
-            start += length
-        return torch.cat(advantages), torch.cat(returns)
+    def _reasoner_sequences(self, trajectories: Sequence[Trajectory]) -> list[tuple[list[int], list[int], list[float]]]:
+        eos = self.reasoner.eos_token_ids(GenerationConfig()) if hasattr(self.reasoner, "eos_token_ids") else frozenset()
+        return [t.reasoner_sequence(eos) for t in trajectories]
 
-    def reasoner_loss(self, trajectories: Sequence[Trajectory], backward_weight: float = 1.0) -> float:
+    def reasoner_loss(self, trajectories: Sequence[Trajectory], targets: Sequence[dict[str, Any]],
+                      backward_weight: float = 1.0) -> tuple[float, dict[str, float]]:
         """GRPO or PPO loss of the reasoner, per generated token; backpropagated in micro-batches.
 
-        Returns the loss value over the whole batch (the gradients are those of the whole-batch loss).
+        Only tokens the reasoner generated carry weight (the loss mask of
+        :meth:`~agents.rollout.Trajectory.reasoner_sequence`). Returns the loss over all these episodes
+        and the token-weighted mean KL (GRPO with a reference); the gradients are those of that loss.
         """
-        eos = self.reasoner.eos_token_ids(GenerationConfig()) if hasattr(self.reasoner, "eos_token_ids") else frozenset()
-        sequences = [t.reasoner_sequence(eos) for t in trajectories]
+        c = self.config
+        sequences = self._reasoner_sequences(trajectories)
         keep = [i for i, s in enumerate(sequences) if sum(s[1]) > 0]
         if not keep:
-            return 0.0
-        rewards = torch.tensor([trajectories[i].rewards[REASONER] for i in range(len(trajectories))], dtype=torch.float32)
-        advantages = group_advantages(rewards, self.config.group_size, scale=self.config.grpo.scale_rewards)
+            return 0.0, {}
         total_tokens = sum(sum(sequences[i][1]) for i in keep)
-        total = 0.0
+        total, kl = 0.0, 0.0
         for start in range(0, len(keep), REASONER_MICRO_BATCH):
             chunk = keep[start:start + REASONER_MICRO_BATCH]
             ids, mask, old = _right_pad([sequences[i] for i in chunk], self._pad_id())
-            logp, hidden = self._token_logprobs(ids, mask)
-            token_mask = mask[:, 1:].float()
+            token_mask = (mask[:, 1:] == 1).float()
             old = old[:, 1:]
-            if self.config.algorithm == "grpo":
-                ref = self._reasoner_reference(ids, mask) if self.config.grpo.beta else None
-                loss, _ = grpo_loss(logp, old, advantages[chunk], token_mask, ref_logp=ref, config=self.config.grpo)
-                weight = _micro_weight(self.config.grpo.loss_type, token_mask, len(chunk), len(keep), total_tokens)
+            if c.algorithm == "grpo":
+                logp, _, _ = self._token_logprobs(ids, mask)
+                ref = self._reasoner_reference(ids, mask) if c.grpo.beta else None
+                advantages = torch.stack([targets[i][f"{REASONER}_advantage"] for i in chunk])
+                loss, stats = grpo_loss(logp, old, advantages, token_mask, ref_logp=ref, config=c.grpo)
+                weight = _micro_weight(c.grpo.loss_type, token_mask, len(chunk), len(keep), total_tokens)
+                kl += float(stats["kl"]) * float(token_mask.sum()) / total_tokens
             else:
-                values = self.reasoner_value_head(hidden[:, :-1]).squeeze(-1)
-                with torch.no_grad():
-                    adv, ret = _token_gae(values.detach(), token_mask, rewards[chunk], self.config.ppo)
-                entropy = torch.zeros_like(logp)
-                loss, _ = ppo_loss(logp, old, adv, values, values.detach(), ret, entropy, mask=token_mask,
-                                   config=self.config.ppo)
+                logp, entropy, hidden = self._token_logprobs(ids, mask, hidden=True, entropy=True)
+                values = self.reasoner_value_head(hidden[:, :-1]).squeeze(-1).float().cpu()
+                advantages, returns, old_values = (
+                    _scatter_tokens([targets[i][f"{REASONER}_{k}"] for i in chunk], token_mask)
+                    for k in ("advantage", "return", "value"))
+                loss, _ = ppo_loss(logp, old, advantages, values, old_values, returns, entropy, mask=token_mask,
+                                   config=c.ppo)
                 weight = float(token_mask.sum()) / total_tokens
             (backward_weight * weight * loss).backward()
-            total += weight * float(loss)
-        return total
+            total += weight * loss.item()
+        return total, ({"kl": kl} if c.algorithm == "grpo" and c.grpo.beta else {})
 
     def _pad_id(self) -> int:
         tokenizer = self.reasoner.tokenizer
         return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def _token_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """log pi(token_t | tokens_<t) / temperature-scaled, as the backend sampled them; [B, L-1]."""
+    def _token_logprobs(self, ids: torch.Tensor, mask: torch.Tensor, *, hidden: bool = False, entropy: bool = False
+                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """log pi(token_t | tokens_<t) [B, L-1] at the sampling temperature, as the backend sampled them;
+        optionally the per-position entropy [B, L-1] and the last hidden states [B, L, H]."""
         device = next(self.reasoner_model.parameters()).device
         out = self.reasoner_model(input_ids=ids.to(device), attention_mask=(mask >= 0).long().to(device),
-                                  output_hidden_states=self.reasoner_value_head is not None)
-        temperature = self.config.temperature or 1.0
-        logits = out.logits[:, :-1].float() / temperature
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
-        hidden = out.hidden_states[-1] if self.reasoner_value_head is not None else None
-        return logp.cpu(), hidden
+                                  output_hidden_states=hidden)
+        logits = out.logits[:, :-1].float() / (self.config.temperature or 1.0)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        logp = log_probs.gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
+        token_entropy = -(log_probs.exp() * log_probs).sum(-1).cpu() if entropy else None
+        return logp.cpu(), token_entropy, out.hidden_states[-1] if hidden else None
 
     def _reasoner_reference(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -415,7 +470,7 @@ class LeaderFollowerTrainer:
         return evaluate(env_id, planner, self.reasoner, episodes=episodes, planner_name=name,
                         reasoner_name=c.reasoner, split="test", progress=False,
                         config=RolloutConfig(batch_size=c.batch_size, greedy=True, generation=generation, seed=c.seed),
-                        max_steps=c.max_steps, max_tokens=c.max_tokens)
+                        **c.env_options, max_steps=c.max_steps, max_tokens=c.max_tokens)
 
     def finish(self) -> list[EvalResult]:
         """Export the planner, run the final comparison and continual table, write the report."""
@@ -530,6 +585,19 @@ def _pad(values: torch.Tensor, lengths: Sequence[int]) -> tuple[torch.Tensor, to
     return padded, mask
 
 
+def _planner_observations(trajectories: Sequence[Trajectory]) -> list[dict[str, Any]]:
+    """What the planner saw at each decision, in episode order."""
+    return [{"text": d.planner_text, "action_mask": d.action_mask} for t in trajectories for d in t.decisions]
+
+
+def _scatter_tokens(rows: Sequence[torch.Tensor], token_mask: torch.Tensor) -> torch.Tensor:
+    """Place each episode's per-token values at the positions where ``token_mask`` [B, L-1] is set."""
+    out = torch.zeros_like(token_mask)
+    for i, row in enumerate(rows):
+        out[i, token_mask[i].bool()] = row
+    return out
+
+
 def _right_pad(sequences: Sequence[tuple[list[int], list[int], list[float]]], pad_id: int
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids [B, L] (padded with ``pad_id``), loss mask [B, L] (-1 on padding) and old log-probs."""
@@ -549,23 +617,6 @@ def _micro_weight(loss_type: str, token_mask: torch.Tensor, chunk: int, batch: i
     if loss_type in ("bnpo", "dapo"):
         return float(token_mask.sum()) / total_tokens
     return chunk / batch  # grpo (mean over sequences) and dr_grpo (sum / (batch x max length))
-
-
-def _token_gae(values: torch.Tensor, mask: torch.Tensor, rewards: torch.Tensor, config: Any
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE over each sequence's generated tokens, terminal reward on its last one; zeros elsewhere."""
-    advantages = torch.zeros_like(values)
-    returns = torch.zeros_like(values)
-    for i in range(values.shape[0]):
-        positions = mask[i].nonzero().squeeze(-1)
-        if len(positions) == 0:
-            continue
-        r = torch.zeros(len(positions))
-        r[-1] = rewards[i]
-        a, ret = gae_episode(r, values[i, positions], config.gamma, config.gae_lambda)
-        advantages[i, positions] = a
-        returns[i, positions] = ret
-    return advantages, returns
 
 
 def _trainable_names(module: nn.Module) -> set[str]:

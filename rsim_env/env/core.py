@@ -60,7 +60,8 @@ R_terminal and R_penalty for the planner, an optional format term for the reason
 * the reasoner writes the step after the terminating strategy (``ended_by="termination"``);
 * with ``end_on_answer=True``, as soon as the reasoner states a final answer on its own
   (``\\boxed{}``, "the answer is", ``####``; ``ended_by="answer"``);
-* at ``max_steps`` the mask allows only termination, so the last step is always the final answer;
+* at ``max_steps`` the mask allows only termination, so the last step is always the final answer
+  (the checker reads it; when it states no answer at all, the whole chain, see ``answer_from_chain``);
 * when the reasoner's steps exceed ``max_tokens`` the episode is truncated without an answer.
 
 ## Version History
@@ -81,7 +82,7 @@ from gymnasium import spaces
 from pettingzoo import AECEnv
 from pettingzoo.utils import wrappers
 
-from rsim_env.checkers.answer import has_final_answer
+from rsim_env.checkers.answer import extract_answer, has_final_answer
 from rsim_env.checkers.base import CheckResult
 from rsim_env.env.rewards import EndReason, EpisodeRecord, RewardConfig, RewardFn, default_rewards
 from rsim_env.env.spaces import UnicodeText
@@ -138,6 +139,10 @@ class EnvConfig:
     """Length of the numeric ``"observation"`` byte array."""
     instruction: str = DEFAULT_INSTRUCTION
     """The reasoner's instruction, shown above the question."""
+    answer_from_chain: bool = True
+    """When the final step states no answer the extractor can find (no box, no "the answer is", no
+    ``####``, no number; see :mod:`rsim_env.checkers.answer`), check the whole chain of thought
+    instead, so that an answer worked out earlier still counts. ``False``: only the final step."""
     rewards: RewardConfig = field(default_factory=RewardConfig)
     """Weights of the default reward terms."""
 
@@ -395,12 +400,19 @@ class raw_env(AECEnv):
             self._set_infos()
             self.agent_selection = PLANNER
 
+    def _answer_text(self, episode: _Episode) -> str:
+        """What the checker reads: the final step, or the whole chain when that step states no answer."""
+        final = episode.steps[-1]
+        if self.config.answer_from_chain and extract_answer(final) is None:
+            return "\n\n".join(episode.steps)
+        return final
+
     def _end(self, episode: _Episode, ended_by: EndReason) -> None:
         episode.ended_by = ended_by
         if ended_by == "truncated":
             check = CheckResult(False, None, "truncated: token budget exceeded before a final answer")
         else:
-            check = self.suite.checker.check(episode.steps[-1], episode.task)
+            check = self.suite.checker.check(self._answer_text(episode), episode.task)
         episode.record = EpisodeRecord(
             task=episode.task,
             strategies=tuple(self.strategies[i].name for i in episode.strategies),
