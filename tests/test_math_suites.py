@@ -108,6 +108,8 @@ def test_dataset_kwargs_reach_reasoning_gym():
         make_suite("chain_sum", size=5, not_a_setting=1)
     with pytest.raises(ConfigError, match="size"):
         make_suite("gcd", size=0)
+    with pytest.raises(ConfigError, match=r"'min_terms'.*its suite_kwargs are"):
+        make_suite("sim", min_terms=2)
 
 
 @pytest.mark.parametrize("name", RG_SUITES)

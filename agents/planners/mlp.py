@@ -22,6 +22,8 @@ from rsim_env.strategies import StrategySet
 from rsim_env.wrappers import HashedWordEncoder
 
 KIND = "mlp"
+FEATURE_CACHE_SIZE = 200_000
+"""Encoded observation texts kept in memory (a few hundred MB at most); the cache empties when full."""
 
 
 class MLPPlanner(nn.Module):
@@ -50,10 +52,20 @@ class MLPPlanner(nn.Module):
             self.policy_head.weight.mul_(0.01)
             self.policy_head.bias.zero_()
         self._generator = torch.Generator().manual_seed(seed)
+        self._features: dict[str, np.ndarray] = {}
 
     # -- features and distributions ----------------------------------------------------------------
     def features(self, observations: Sequence[Mapping[str, Any]]) -> torch.Tensor:
-        rows = [self.encoder(o["text"], count_steps(o["text"]), self.max_steps) for o in observations]
+        """Encoded observations [B, encoder.size]; encodings are cached by text, since training reads
+        each observation several times (epochs, minibatches, value targets)."""
+        rows = []
+        for o in observations:
+            row = self._features.get(o["text"])
+            if row is None:
+                if len(self._features) >= FEATURE_CACHE_SIZE:
+                    self._features.clear()
+                row = self._features[o["text"]] = self.encoder(o["text"], count_steps(o["text"]), self.max_steps)
+            rows.append(row)
         return torch.from_numpy(np.stack(rows))
 
     def _log_probs(self, observations: Sequence[Mapping[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

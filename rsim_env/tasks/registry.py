@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rsim_env.errors import UnknownSuiteError
+from rsim_env.errors import ConfigError, UnknownSuiteError
 from rsim_env.tasks.task import TaskSuite
 
 
@@ -43,6 +44,7 @@ def make_suite(name: str, **kwargs: Any) -> TaskSuite:
         known = ", ".join(sorted(_SUITES))
         raise UnknownSuiteError(f"Unknown suite {name!r}. Registered suites: {known}. "
                                 "Register your own with rsim_env.register_suite().")
+    _check_arguments(_SUITES[name], kwargs)
     key = (name, tuple(sorted(kwargs.items())))
     try:
         hash(key)
@@ -51,3 +53,18 @@ def make_suite(name: str, **kwargs: Any) -> TaskSuite:
     if key not in _CACHE:
         _CACHE[key] = _SUITES[name].factory(**kwargs)
     return _CACHE[key]
+
+
+def _check_arguments(spec: SuiteSpec, kwargs: dict[str, Any]) -> None:
+    """Refuse keywords the suite's factory does not take, naming the ones it does."""
+    try:
+        params = inspect.signature(spec.factory).parameters
+    except (TypeError, ValueError):  # builtins without a signature: let the call decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        accepted = ", ".join(params) or "none"
+        raise ConfigError(f"Suite {spec.name!r} does not take {', '.join(map(repr, unknown))} "
+                          f"(its suite_kwargs are: {accepted}).")
