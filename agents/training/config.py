@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import yaml
 
 from agents.algorithms.grpo import GRPOConfig
+from agents.backends.base import GenerationConfig
 from agents.algorithms.ppo import PPOConfig
 from rsim_env.errors import ConfigError
 
@@ -82,6 +83,10 @@ class TrainConfig:
     """Tokens the reasoner may write per step."""
     temperature: float = 0.7
     """Reasoner sampling temperature during training rollouts (evaluation decodes greedily)."""
+    generation_options: dict[str, Any] = field(default_factory=dict)
+    """More :class:`~agents.backends.base.GenerationConfig` fields for the reasoner's steps: ``top_p``,
+    ``delimiter`` (null: steps end only at the token cap, an answer or EOS), ``stop_at_answer``,
+    ``answer_patterns``, ``eos_token_ids`` (``[]``: never stop at EOS)."""
     eval_every: int = 4
     """Evaluate on the test split every this many updates (0: only at the end of each stage)."""
     eval_episodes: int = 16
@@ -122,6 +127,11 @@ class TrainConfig:
         clash = sorted({"max_steps", "max_tokens", "split"} & set(self.env_options))
         if clash:
             raise ConfigError(f"Set {clash} as top-level config fields, not inside env_options.")
+        _check_generation_options(self.generation_options)
+        try:
+            self.generation(seed=0, greedy=False)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"generation_options: {error}") from None
         if not self.suites:
             raise ConfigError("suites must name at least one environment id.")
         for name in ("updates", "groups_per_update", "group_size", "batch_size", "epochs", "alternating_k",
@@ -136,6 +146,12 @@ class TrainConfig:
     @property
     def episodes_per_update(self) -> int:
         return self.groups_per_update * self.group_size
+
+    def generation(self, *, seed: int, greedy: bool) -> GenerationConfig:
+        """How the reasoner writes each step in a rollout (greedy for evaluation)."""
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.generation_options.items()}
+        return GenerationConfig(max_new_tokens=self.max_new_tokens, temperature=0.0 if greedy else self.temperature,
+                                seed=seed, **options)
 
     # -- YAML and overrides --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +186,20 @@ class TrainConfig:
                 target = target.setdefault(parent, {})
             target[leaf] = yaml.safe_load(raw)
         return cls.from_dict(data)
+
+
+GENERATION_OPTIONS = ("top_p", "delimiter", "stop_at_answer", "answer_patterns", "eos_token_ids")
+"""GenerationConfig fields ``generation_options`` may set (the others are top-level config fields)."""
+
+
+def _check_generation_options(options: Any) -> None:
+    if not isinstance(options, dict):
+        raise ConfigError(f"generation_options must be a mapping, got {options!r}.")
+    unknown = sorted(set(options) - set(GENERATION_OPTIONS))
+    if unknown:
+        raise ConfigError(f"Unknown generation_options {unknown}; valid: {list(GENERATION_OPTIONS)} "
+                          "(max_new_tokens, temperature and seed are top-level config fields).")
+
 
 
 def _build(cls: type, data: dict[str, Any], what: str) -> Any:

@@ -43,7 +43,6 @@ from tqdm.auto import tqdm
 import rsim_env
 from agents.algorithms.grpo import group_advantages, grpo_loss
 from agents.algorithms.ppo import ValueHead, gae_episode, ppo_loss
-from agents.backends.base import GenerationConfig
 from agents.evaluation import EvalResult, evaluate, write_results
 from agents.planners.baselines import NoStrategyPlanner, make_planner
 from agents.planners.base import Planner
@@ -263,6 +262,7 @@ class LeaderFollowerTrainer:
             "strategies_per_episode": float(np.mean([len(t.decisions) for t in trajectories])),
             "planner_entropy": float(np.mean(entropies)) if entropies else None,
             "kl": stats.get("kl"), "planner_loss": losses.get(PLANNER), "reasoner_loss": losses.get(REASONER),
+            "generated_tokens": generated,
             "tokens_per_second": generated / rollout_seconds if rollout_seconds > 0 else 0.0,
             "seconds_per_update": seconds,
         }
@@ -271,8 +271,7 @@ class LeaderFollowerTrainer:
                  task_indices: Sequence[int] | None = None, split: str = "train",
                  planner: Planner | None = None) -> list[Trajectory]:
         c = self.config
-        generation = GenerationConfig(max_new_tokens=c.max_new_tokens, temperature=0.0 if greedy else c.temperature,
-                                      seed=seed)
+        generation = c.generation(seed=seed, greedy=greedy)
         config = RolloutConfig(batch_size=c.batch_size, group_size=c.group_size if task_indices is None else 1,
                                greedy=greedy, generation=generation, split=split, seed=seed)
         return rollout(env_id, planner or self.rollout_planner, self.reasoner, episodes=episodes, config=config,
@@ -379,7 +378,7 @@ class LeaderFollowerTrainer:
         return loss, _floats(stats)
 
     def _reasoner_sequences(self, trajectories: Sequence[Trajectory]) -> list[tuple[list[int], list[int], list[float]]]:
-        eos = self.reasoner.eos_token_ids(GenerationConfig()) if hasattr(self.reasoner, "eos_token_ids") else frozenset()
+        eos = self.reasoner.eos_token_ids(self.config.generation(seed=0, greedy=True)) if hasattr(self.reasoner, "eos_token_ids") else frozenset()
         return [t.reasoner_sequence(eos) for t in trajectories]
 
     def reasoner_loss(self, trajectories: Sequence[Trajectory], targets: Sequence[dict[str, Any]],
@@ -466,7 +465,7 @@ class LeaderFollowerTrainer:
 
     def _evaluate(self, env_id: str, planner: Planner, name: str, episodes: int) -> EvalResult:
         c = self.config
-        generation = GenerationConfig(max_new_tokens=c.max_new_tokens, temperature=0.0, seed=c.seed)
+        generation = c.generation(seed=c.seed, greedy=True)
         return evaluate(env_id, planner, self.reasoner, episodes=episodes, planner_name=name,
                         reasoner_name=c.reasoner, split="test", progress=False,
                         config=RolloutConfig(batch_size=c.batch_size, greedy=True, generation=generation, seed=c.seed),

@@ -78,6 +78,21 @@ def test_config_yaml_round_trip_and_errors(tmp_path):
         TrainConfig(schedule="sometimes")
     with pytest.raises(ConfigError, match="cannot learn"):
         TrainConfig(reasoner="sim", schedule="joint")
+    with pytest.raises(ConfigError, match="Unknown generation_options.*top-level"):
+        TrainConfig(generation_options={"max_new_tokens": 5})
+    with pytest.raises(ConfigError, match="top_p"):
+        TrainConfig(generation_options={"top_p": 0})
+    with pytest.raises(ConfigError, match="suite_kwargs are"):  # Sim with the default (chain_sum) env options
+        LeaderFollowerTrainer(TrainConfig(suites=["rsim/Sim-v0"], planner="mlp", reasoner="sim",
+                                          out=str(tmp_path / "bad")), progress=False)
+
+
+def test_generation_options_reach_the_rollout(tmp_path):
+    config = tiny_config(tmp_path, schedule="reasoner-only", max_steps=1, max_new_tokens=6,
+                         generation_options={"delimiter": None, "stop_at_answer": False, "eos_token_ids": []})
+    assert config.generation(seed=1, greedy=True).eos_token_ids == ()
+    trajectories = LeaderFollowerTrainer(config, progress=False)._rollout("rsim/Arithmetic-v0", 4, seed=3, greedy=False)
+    assert [t.generated_tokens for t in trajectories] == [6] * 4  # no stopping rule ends a step early
 
 
 def test_joint_update_moves_both_agents_and_lowers_the_batch_loss(tmp_path):
