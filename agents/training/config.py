@@ -11,9 +11,10 @@ planner), sized to finish within 20 minutes on 2 CPU cores.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import yaml
 
@@ -74,7 +75,8 @@ class TrainConfig:
     env_options: dict[str, Any] = field(
         default_factory=lambda: {"suite_kwargs": {"min_terms": 2, "max_terms": 2, "max_digits": 2}})
     """More ``rsim_env.make`` options for every suite, e.g. ``{suite_kwargs: {max_terms: 2}}`` to make a
-    reasoning-gym suite easier, or ``{rewards: {r_penalty: 0.05}}``."""
+    reasoning-gym suite easier, or ``{rewards: {repetition_penalty: 0.1}}``. ``reward_fn`` and
+    ``token_counter`` may be functions or ``"package.module:function"`` import paths (how YAML holds them)."""
     max_steps: int = 3
     """The env's step cap (planner decisions per episode)."""
     max_tokens: int = 512
@@ -127,6 +129,9 @@ class TrainConfig:
         clash = sorted({"max_steps", "max_tokens", "split"} & set(self.env_options))
         if clash:
             raise ConfigError(f"Set {clash} as top-level config fields, not inside env_options.")
+        for key in FUNCTION_OPTIONS:
+            if isinstance(self.env_options.get(key), str):
+                self.env_options = {**self.env_options, key: _import_function(key, self.env_options[key])}
         _check_generation_options(self.generation_options)
         try:
             self.generation(seed=0, greedy=False)
@@ -155,7 +160,10 @@ class TrainConfig:
 
     # -- YAML and overrides --------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain data; functions in ``env_options`` become their ``"module:name"`` import paths."""
+        data = dataclasses.asdict(self)
+        data["env_options"] = {k: _import_path(k, v) if callable(v) else v for k, v in self.env_options.items()}
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -186,6 +194,33 @@ class TrainConfig:
                 target = target.setdefault(parent, {})
             target[leaf] = yaml.safe_load(raw)
         return cls.from_dict(data)
+
+
+FUNCTION_OPTIONS = ("reward_fn", "token_counter")
+"""``env_options`` that hold functions; in YAML they are ``"package.module:function"`` import paths."""
+
+
+def _import_path(key: str, fn: Any) -> str:
+    qualname = getattr(fn, "__qualname__", "")
+    if not qualname or "<" in qualname or not getattr(fn, "__module__", None):
+        raise ConfigError(f"env_options[{key!r}] = {fn!r} cannot be saved in config.yaml; use a function defined at "
+                          "the top level of an importable module (it is saved as 'module:function').")
+    return f"{fn.__module__}:{qualname}"
+
+
+def _import_function(key: str, path: str) -> Callable[..., Any]:
+    module_name, sep, qualname = path.partition(":")
+    if not sep or not module_name or not qualname:
+        raise ConfigError(f"env_options[{key!r}] must be a function or a 'package.module:function' path, got {path!r}.")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise ConfigError(f"env_options[{key!r}]: cannot import {path!r} ({error}).") from None
+    if not callable(target):
+        raise ConfigError(f"env_options[{key!r}]: {path!r} is not callable.")
+    return target
 
 
 GENERATION_OPTIONS = ("top_p", "delimiter", "stop_at_answer", "answer_patterns", "eos_token_ids")

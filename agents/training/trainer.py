@@ -211,7 +211,7 @@ class LeaderFollowerTrainer:
             self._append_metrics({"kind": "train", **metrics})
             last_in_stage = position.update == c.updates - 1
             if (c.eval_every and (position.update + 1) % c.eval_every == 0) or last_in_stage:
-                for line in self._periodic_eval(position):
+                for line in self._periodic_eval(position, every_suite=last_in_stage):
                     self._append_metrics(line)
             position = Position(position.stage + last_in_stage, 0 if last_in_stage else position.update + 1,
                                 position.global_update + 1)
@@ -450,9 +450,12 @@ class LeaderFollowerTrainer:
             return torch.log_softmax(logits[:, :-1].float() / temperature, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def _periodic_eval(self, position: Position) -> list[dict[str, Any]]:
+    def _periodic_eval(self, position: Position, every_suite: bool) -> list[dict[str, Any]]:
+        """Test-split evaluation of the current planner on the suites trained so far, or on every
+        suite of the run at the end of a stage (the transfer/forgetting table's row)."""
         lines = []
-        for env_id in dict.fromkeys(self.config.suites[: position.stage + 1]):
+        suites = self.config.suites if every_suite else self.config.suites[: position.stage + 1]
+        for env_id in dict.fromkeys(suites):
             result = self._evaluate(env_id, self.rollout_planner, "trained", self.config.eval_episodes)
             lines.append({
                 "kind": "eval", "update": position.global_update, "stage": position.stage, "suite": env_id,

@@ -154,6 +154,10 @@ class EnvConfig:
         if self.split not in ("train", "test", "all"):
             raise ConfigError(f"split must be 'train', 'test' or 'all', got {self.split!r}.")
         if isinstance(self.rewards, Mapping):
+            fields = [f.name for f in dataclasses.fields(RewardConfig)]
+            unknown = sorted(set(self.rewards) - set(fields))
+            if unknown:
+                raise ConfigError(f"Unknown reward weight(s) {unknown}; RewardConfig has {fields}.")
             object.__setattr__(self, "rewards", RewardConfig(**self.rewards))
         if not isinstance(self.rewards, RewardConfig):
             raise ConfigError(f"rewards must be a RewardConfig or a mapping of its fields, got {self.rewards!r}.")

@@ -87,6 +87,18 @@ def test_config_yaml_round_trip_and_errors(tmp_path):
                                           out=str(tmp_path / "bad")), progress=False)
 
 
+def test_reward_functions_are_saved_as_import_paths(tmp_path):
+    config = TrainConfig(env_options={"reward_fn": varied_rewards})
+    path = tmp_path / "config.yaml"
+    path.write_text(config.to_yaml())
+    assert f"reward_fn: {varied_rewards.__module__}:varied_rewards" in path.read_text()
+    assert TrainConfig.load(path).env_options["reward_fn"] is varied_rewards
+    with pytest.raises(ConfigError, match="top level of an importable module"):
+        TrainConfig(env_options={"reward_fn": lambda record: {}}).to_yaml()
+    with pytest.raises(ConfigError, match="cannot import"):
+        TrainConfig(env_options={"reward_fn": "rsim_env:no_such_function"})
+
+
 def test_generation_options_reach_the_rollout(tmp_path):
     config = tiny_config(tmp_path, schedule="reasoner-only", max_steps=1, max_new_tokens=6,
                          generation_options={"delimiter": None, "stop_at_answer": False, "eos_token_ids": []})
@@ -195,6 +207,19 @@ def test_plug_in_planner_steers_another_reasoner_and_refuses_other_strategy_sets
     assert rsim(["eval", "--suite", "arithmetic", "--planner", str(tmp_path / "reordered"), "--reasoner",
                  "tiny-random", "--episodes", "2", "--out", str(tmp_path / "refused"), "--quiet"]) == 2
     assert "different order" in capsys.readouterr().err
+
+
+def test_continual_run_evaluates_every_suite_after_every_stage(tmp_path):
+    suites = ["rsim/Arithmetic-v0", "rsim/GCD-v0"]
+    config = tiny_config(tmp_path, schedule="planner-only", suites=suites, eval_every=0, baselines=[])
+    LeaderFollowerTrainer(config, progress=False).train()
+    continual = json.loads((Path(config.out) / "continual.json").read_text())
+    assert continual["stages"] == continual["suites"] == suites
+    assert all(a is not None for row in continual["accuracy"] for a in row)  # incl. GCD before its stage
+    lines = [json.loads(x) for x in (Path(config.out) / "metrics.jsonl").read_text().splitlines()]
+    assert [m["suite"] for m in lines if m["kind"] == "train"] == suites
+    report = (Path(config.out) / "report.md").read_text()
+    assert "## Transfer and forgetting" in report and "†" in report
 
 
 @pytest.mark.slow
