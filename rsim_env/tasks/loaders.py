@@ -27,13 +27,14 @@ CodeAlpaca, ...) reuse it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 from urllib.parse import urlparse
 
 from rsim_env.checkers.answer import extract_answer
@@ -282,7 +283,8 @@ def _load_from_hub(dataset_id: str, split: str, config: str | None,
         raise DatasetLoadError(f"Loading {dataset_id!r} from the Hub needs `pip install datasets`. "
                                f"{_OFFLINE_HELP}") from exc
     try:
-        loaded = datasets.load_dataset(dataset_id, config, split=split)
+        with _offline_flags(offline):
+            loaded = datasets.load_dataset(dataset_id, config, split=split)
     except ValueError as exc:
         if config is not None and "config" in str(exc).lower():  # e.g. MATH-500 has no "main"
             return _load_from_hub(dataset_id, split, None, format_name)
@@ -292,6 +294,24 @@ def _load_from_hub(dataset_id: str, split: str, config: str | None,
         raise DatasetLoadError(f"Could not load {dataset_id!r} (config {config!r}, split "
                                f"{split!r}) from the Hub: {exc}. {_OFFLINE_HELP}") from exc
     return [dict(row) for row in loaded]
+
+
+@contextlib.contextmanager
+def _offline_flags(offline: bool) -> Iterator[None]:
+    """Make ``datasets`` and ``huggingface_hub`` honour an offline switch set after they were imported
+    (both read the environment once, at import); without it they would try the network and wait."""
+    if not offline:
+        yield
+        return
+    import datasets.config
+    import huggingface_hub.constants
+
+    saved = datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE
+    datasets.config.HF_HUB_OFFLINE = huggingface_hub.constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        datasets.config.HF_HUB_OFFLINE, huggingface_hub.constants.HF_HUB_OFFLINE = saved
 
 
 def _hub_address() -> tuple[str, int]:
