@@ -101,8 +101,9 @@ def _generation(args: argparse.Namespace) -> GenerationConfig:
     return GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
 
 
-def cmd_play(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
-    env = rsim_env.make(args.env, **({"max_steps": args.max_steps} if args.max_steps else {}))
+def cmd_play(args: argparse.Namespace, stdin: TextIO | None = None) -> int:
+    stdin = stdin or sys.stdin  # read at call time, so a replaced sys.stdin is honoured
+    env = rsim_env.make(args.env, **_env_overrides(args))
     raw = env.unwrapped
     reasoner = make_reasoner(args.reasoner, raw, seed=args.seed, device=args.device)
     prompter = ReasonerPrompter(getattr(reasoner, "tokenizer", None))
@@ -123,6 +124,10 @@ def cmd_play(args: argparse.Namespace, stdin: TextIO = sys.stdin) -> int:
             print(f"  {agent}: {raw.steps[-1]}\n")
         else:
             legal = [int(i) for i in obs["action_mask"].nonzero()[0]]
+            if len(legal) == 1:  # the step cap leaves one choice: no need to ask
+                print(f"[{legal[0]}] {strategies[legal[0]].name} (the only legal strategy now)")
+                env.step(legal[0])
+                continue
             print("  ".join(f"[{i}] {strategies[i].name}" for i in legal))
             choice = _ask_strategy(stdin, strategies, legal)
             if choice is None:
@@ -233,6 +238,13 @@ def _env_overrides(args: argparse.Namespace) -> dict:
     return options
 
 
+def _add_env_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-steps", type=int, default=None, help="override the env's step cap")
+    p.add_argument("--max-tokens", type=int, default=None, help="override the env's token budget")
+    p.add_argument("--env-option", action="append", metavar="KEY=VALUE",
+                   help="another env option (YAML value), e.g. 'suite_kwargs={max_terms: 2, max_digits: 1}'; repeatable")
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     p.add_argument("--dtype", default="float32", help="float32, bfloat16 or float16 (default: float32)")
@@ -260,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="rsim/Sim-v0", help="environment id (default: rsim/Sim-v0)")
     p.add_argument("--reasoner", default="sim", help="'sim' (the simulated reasoner) or a model name/path")
     p.add_argument("--seed", type=int, default=None, help="episode seed")
-    p.add_argument("--max-steps", type=int, default=None, help="override the step cap")
+    _add_env_options(p)
     _add_model_options(p)
     p.set_defaults(func=cmd_play)
 
@@ -277,10 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="episodes run in lockstep (default: 8)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="test", choices=("train", "test", "all"))
-    p.add_argument("--max-steps", type=int, default=None, help="override the env's step cap")
-    p.add_argument("--max-tokens", type=int, default=None, help="override the env's token budget")
-    p.add_argument("--env-option", action="append", metavar="KEY=VALUE",
-                   help="another env option (YAML value), e.g. 'suite_kwargs={max_terms: 2, max_digits: 1}'; repeatable")
+    _add_env_options(p)
     p.add_argument("--greedy-planner", action="store_true", help="planners pick their most likely strategy")
     p.add_argument("--out", default=None, help="results folder (default: runs/eval-<time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
