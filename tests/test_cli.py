@@ -23,7 +23,7 @@ def test_listings_name_every_registered_item(capsys):
 
 def test_play_with_the_simulated_reasoner(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("nonsense\nverification\n"))
-    assert rsim(["play", "--env", "rsim/Sim-v0", "--max-steps", "3", "--seed", "1"]) == 0
+    assert rsim(["play", "--env", "rsim/Sim-v0", "--max-steps", "2", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "not a legal strategy here: 'nonsense'" in out
     assert "Strategies: verification, termination" in out
