@@ -123,6 +123,20 @@ def test_joint_update_moves_both_agents_and_lowers_the_batch_loss(tmp_path):
     assert loss_after < loss_before
 
 
+def test_full_fine_tuning_trains_every_weight_of_both_agents(tmp_path):
+    trainer = LeaderFollowerTrainer(tiny_config(tmp_path, lora_r=0), progress=False)
+    models = {PLANNER: trainer.planner.model, REASONER: trainer.reasoner_model}
+    for agent, model in models.items():
+        assert not any("lora" in n for n, _ in model.named_parameters()), agent
+        assert all(p.requires_grad for p in model.parameters()), agent
+    before = {agent: trainable(model) for agent, model in models.items()}
+    trainer.update("rsim/Arithmetic-v0", Position(0, 0, 0), {PLANNER, REASONER})
+    for agent, model in models.items():
+        after = trainable(model)
+        changed = [n for n in after if not torch.equal(before[agent][n], after[n])]
+        assert any("mlp" in n for n in changed) and any("self_attn" in n for n in changed), agent
+
+
 def test_injected_strategy_tokens_carry_no_loss_weight(tmp_path, monkeypatch):
     trainer = LeaderFollowerTrainer(tiny_config(tmp_path, schedule="reasoner-only"), progress=False)
     trajectories = trainer._rollout("rsim/Arithmetic-v0", 4, seed=5, greedy=False)
