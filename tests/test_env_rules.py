@@ -197,3 +197,17 @@ def test_render_modes(capsys):
     human.step(VERIFY)
     assert "[verification]" in capsys.readouterr().out
     assert human.render() is None
+
+
+@pytest.mark.parametrize("from_chain", [True, False])
+def test_a_final_step_without_an_answer_is_checked_against_the_whole_chain(from_chain):
+    env = make(answer_from_chain=from_chain)
+    task = env.unwrapped.task
+    env.step(CONTINUE)
+    env.step(f"So the sum is \\boxed{{{task.answer}}}.")
+    env.step(TERMINATE)
+    env.step("That is all.")  # states no answer of its own
+    record = env.unwrapped.episode_record
+    assert record.correct is from_chain
+    if not from_chain:
+        assert record.check.answer is None
