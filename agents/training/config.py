@@ -19,8 +19,8 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from agents.algorithms.grpo import GRPOConfig
-from agents.backends.base import GenerationConfig
 from agents.algorithms.ppo import PPOConfig
+from agents.backends.base import GenerationConfig
 from rsim_env.errors import ConfigError
 
 SCHEDULES = ("planner-only", "reasoner-only", "alternating", "joint", "two-stage")
@@ -234,7 +234,6 @@ def _check_generation_options(options: Any) -> None:
     if unknown:
         raise ConfigError(f"Unknown generation_options {unknown}; valid: {list(GENERATION_OPTIONS)} "
                           "(max_new_tokens, temperature and seed are top-level config fields).")
-
 
 
 def _build(cls: type, data: dict[str, Any], what: str) -> Any:

@@ -378,7 +378,9 @@ class LeaderFollowerTrainer:
         return loss, _floats(stats)
 
     def _reasoner_sequences(self, trajectories: Sequence[Trajectory]) -> list[tuple[list[int], list[int], list[float]]]:
-        eos = self.reasoner.eos_token_ids(self.config.generation(seed=0, greedy=True)) if hasattr(self.reasoner, "eos_token_ids") else frozenset()
+        eos: frozenset[int] = frozenset()
+        if hasattr(self.reasoner, "eos_token_ids"):
+            eos = self.reasoner.eos_token_ids(self.config.generation(seed=0, greedy=True))
         return [t.reasoner_sequence(eos) for t in trajectories]
 
     def reasoner_loss(self, trajectories: Sequence[Trajectory], targets: Sequence[dict[str, Any]],
