@@ -152,6 +152,10 @@ class TrainConfig:
     def episodes_per_update(self) -> int:
         return self.groups_per_update * self.group_size
 
+    def env_kwargs(self) -> dict[str, Any]:
+        """``rsim_env.make`` options for every suite of the run (the split is chosen per rollout)."""
+        return {**self.env_options, "max_steps": self.max_steps, "max_tokens": self.max_tokens}
+
     def generation(self, *, seed: int, greedy: bool) -> GenerationConfig:
         """How the reasoner writes each step in a rollout (greedy for evaluation)."""
         options = {k: tuple(v) if isinstance(v, list) else v for k, v in self.generation_options.items()}

@@ -102,7 +102,7 @@ class LeaderFollowerTrainer:
         self.config = config
         self.progress = progress
         self.run_dir = Path(config.out)
-        self.strategies = rsim_env.make(config.suites[0], wrapped=False, **config.env_options).strategies
+        self.strategies = rsim_env.make(config.suites[0], wrapped=False, **config.env_kwargs()).strategies
         torch.manual_seed(config.seed)
         self.sim_reasoner = None
         self.reasoner = reasoner if reasoner is not None else self._build_reasoner()
@@ -276,8 +276,7 @@ class LeaderFollowerTrainer:
                                greedy=greedy, generation=generation, split=split, seed=seed)
         return rollout(env_id, planner or self.rollout_planner, self.reasoner, episodes=episodes, config=config,
                        task_indices=task_indices,
-                       env_kwargs={**c.env_options, "max_steps": c.max_steps, "max_tokens": c.max_tokens,
-                                   "split": split})
+                       env_kwargs={**c.env_kwargs(), "split": split})
 
     # -- targets ------------------------------------------------------------------------------------
     def targets(self, trajectories: Sequence[Trajectory], learners: set[str]) -> list[dict[str, Any]]:
@@ -320,7 +319,7 @@ class LeaderFollowerTrainer:
         for start in range(0, len(keep), REASONER_MICRO_BATCH):
             chunk = keep[start:start + REASONER_MICRO_BATCH]
             ids, mask, _ = _right_pad([sequences[i] for i in chunk], self._pad_id())
-            _, _, hidden = self._token_logprobs(ids, mask, hidden=True)
+            hidden = self._reasoner_forward(ids, mask, hidden=True).hidden_states[-1]
             values = self.reasoner_value_head(hidden[:, :-1]).squeeze(-1).float().cpu()
             for row, i in enumerate(chunk):
                 out[i] = values[row][mask[row, 1:] == 1]
@@ -427,29 +426,31 @@ class LeaderFollowerTrainer:
         tokenizer = self.reasoner.tokenizer
         return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
-    def _token_logprobs(self, ids: torch.Tensor, mask: torch.Tensor, *, hidden: bool = False, entropy: bool = False
-                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def _reasoner_forward(self, ids: torch.Tensor, mask: torch.Tensor, *, model: nn.Module | None = None,
+                          hidden: bool = False) -> Any:
+        """The reasoner's (or ``model``'s) forward pass over right-padded sequences, on its device."""
+        model = model if model is not None else self.reasoner_model
+        device = next(model.parameters()).device
+        return model(input_ids=ids.to(device), attention_mask=(mask >= 0).long().to(device), output_hidden_states=hidden)
+
+    def _token_logprobs(self, ids: torch.Tensor, mask: torch.Tensor, *, hidden: bool = False, entropy: bool = False,
+                        model: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """log pi(token_t | tokens_<t) [B, L-1] at the sampling temperature, as the backend sampled them;
         optionally the per-position entropy [B, L-1] and the last hidden states [B, L, H]."""
-        device = next(self.reasoner_model.parameters()).device
-        out = self.reasoner_model(input_ids=ids.to(device), attention_mask=(mask >= 0).long().to(device),
-                                  output_hidden_states=hidden)
+        out = self._reasoner_forward(ids, mask, model=model, hidden=hidden)
         logits = out.logits[:, :-1].float() / (self.config.temperature or 1.0)
         log_probs = torch.log_softmax(logits, dim=-1)
-        logp = log_probs.gather(-1, ids[:, 1:, None].to(device)).squeeze(-1)
+        logp = log_probs.gather(-1, ids[:, 1:, None].to(logits.device)).squeeze(-1)
         token_entropy = -(log_probs.exp() * log_probs).sum(-1).cpu() if entropy else None
         return logp.cpu(), token_entropy, out.hidden_states[-1] if hidden else None
 
+    @torch.no_grad()
     def _reasoner_reference(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            if REASONER in self.references:
-                model = self.references[REASONER]
-                logits = model(input_ids=ids, attention_mask=(mask >= 0).long()).logits
-            else:
-                with self.reasoner_model.disable_adapter():
-                    logits = self.reasoner_model(input_ids=ids, attention_mask=(mask >= 0).long()).logits
-            temperature = self.config.temperature or 1.0
-            return torch.log_softmax(logits[:, :-1].float() / temperature, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        """Token log-probs under the frozen reference: a full copy, or the LoRA model with adapters off."""
+        if REASONER in self.references:
+            return self._token_logprobs(ids, mask, model=self.references[REASONER])[0]
+        with self.reasoner_model.disable_adapter():
+            return self._token_logprobs(ids, mask)[0]
 
     # -- evaluation ---------------------------------------------------------------------------------
     def _periodic_eval(self, position: Position, every_suite: bool) -> list[dict[str, Any]]:
@@ -474,7 +475,7 @@ class LeaderFollowerTrainer:
         return evaluate(env_id, planner, self.reasoner, episodes=episodes, planner_name=name,
                         reasoner_name=c.reasoner, split="test", progress=False,
                         config=RolloutConfig(batch_size=c.batch_size, greedy=True, generation=generation, seed=c.seed),
-                        **c.env_options, max_steps=c.max_steps, max_tokens=c.max_tokens)
+                        **c.env_kwargs())
 
     def finish(self) -> list[EvalResult]:
         """Export the planner, run the final comparison and continual table, write the report."""

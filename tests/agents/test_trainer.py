@@ -137,6 +137,27 @@ def test_full_fine_tuning_trains_every_weight_of_both_agents(tmp_path):
         assert any("mlp" in n for n in changed) and any("self_attn" in n for n in changed), agent
 
 
+@pytest.mark.parametrize("lora_r", [4, 0])
+def test_reasoner_kl_reference_starts_equal_to_the_policy(tmp_path, lora_r):
+    # LoRA: the reference is the model with adapters off; full fine-tuning: a frozen copy. Before any
+    # step both equal the policy, so the first update's KL is zero; the update still moves the reasoner.
+    trainer = LeaderFollowerTrainer(tiny_config(tmp_path, schedule="reasoner-only", lora_r=lora_r,
+                                                grpo={"beta": 0.04}), progress=False)
+    before = trainable(trainer.reasoner_model)
+    metrics = trainer.update("rsim/Arithmetic-v0", Position(0, 0, 0), {REASONER})
+    assert metrics["kl"] == pytest.approx(0.0, abs=1e-6)
+    after = trainable(trainer.reasoner_model)
+    assert any(not torch.equal(before[n], after[n]) for n in after)
+
+
+def test_reasoner_ppo_update_uses_its_value_head(tmp_path):
+    trainer = LeaderFollowerTrainer(tiny_config(tmp_path, schedule="reasoner-only", algorithm="ppo"), progress=False)
+    head = {n: p.detach().clone() for n, p in trainer.reasoner_value_head.named_parameters()}
+    metrics = trainer.update("rsim/Arithmetic-v0", Position(0, 0, 0), {REASONER})
+    assert torch.isfinite(torch.tensor(metrics["reasoner_loss"]))
+    assert any(not torch.equal(head[n], p) for n, p in trainer.reasoner_value_head.named_parameters())
+
+
 def test_injected_strategy_tokens_carry_no_loss_weight(tmp_path, monkeypatch):
     trainer = LeaderFollowerTrainer(tiny_config(tmp_path, schedule="reasoner-only"), progress=False)
     trajectories = trainer._rollout("rsim/Arithmetic-v0", 4, seed=5, greedy=False)
